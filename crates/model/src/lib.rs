@@ -1,0 +1,10 @@
+//! The shared data model of orc: the types every other crate speaks.
+//!
+//! Every type serialises to exactly the JSON that Nomad's HTTP API uses (PascalCase keys, durations
+//! as integer nanoseconds), so the REST API can hand these types to serde directly. This crate does
+//! no IO and knows nothing of HCL, Raft or drivers.
+
+pub mod duration;
+pub mod job;
+
+pub use job::*;
