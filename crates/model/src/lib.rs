@@ -4,7 +4,13 @@
 //! as integer nanoseconds), so the REST API can hand these types to serde directly. This crate does
 //! no IO and knows nothing of HCL, Raft or drivers.
 
+pub mod alloc;
 pub mod duration;
+pub mod eval;
 pub mod job;
+pub mod node;
 
+pub use alloc::*;
+pub use eval::*;
 pub use job::*;
+pub use node::*;
