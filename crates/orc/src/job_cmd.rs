@@ -1,0 +1,78 @@
+//! `orc job validate` and `orc job run`: read job files and report, or print their API JSON.
+//!
+//! Parsing, evaluation and validation are `jobspec`'s; this module only reads files, prints and
+//! picks exit codes.
+
+use crate::cli::VarArgs;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Job files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Print the job as canonical API JSON ({"Job": {...}}) instead of submitting it.
+    #[arg(long)]
+    pub output: bool,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// The job file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// Validates every file, reporting every error of every file; true when all are valid.
+pub fn validate(args: &ValidateArgs) -> anyhow::Result<bool> {
+    let opts = args.vars.parse_options()?;
+    let mut all_valid = true;
+    for file in &args.files {
+        match jobspec::parse_file(file, &opts) {
+            Ok(_) if args.files.len() == 1 => println!("Job validation successful"),
+            Ok(_) => println!("{}: Job validation successful", file.display()),
+            Err(diagnostics) => {
+                all_valid = false;
+                eprint!("{diagnostics}");
+                eprintln!("Job validation failed: {}", file.display());
+            }
+        }
+    }
+    Ok(all_valid)
+}
+
+/// `orc job run`. Only `-output` is available until the API client exists.
+pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
+    let opts = args.vars.parse_options()?;
+    let job = match jobspec::parse_file(&args.file, &opts) {
+        Ok(job) => job,
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            return Ok(false);
+        }
+    };
+    if !args.output {
+        anyhow::bail!(
+            "submitting jobs needs a running orc server, which this build does not have yet; \
+             use `orc job run -output {}` to print the job's API JSON",
+            args.file.display()
+        );
+    }
+    println!("{}", to_pretty_json(&serde_json::json!({ "Job": job }))?);
+    Ok(true)
+}
+
+/// JSON indented with four spaces, as `nomad job run -output` prints it.
+fn to_pretty_json(value: &serde_json::Value) -> anyhow::Result<String> {
+    use serde::Serialize;
+    let mut buf = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
+    value.serialize(&mut ser)?;
+    Ok(String::from_utf8(buf)?)
+}
