@@ -9,8 +9,10 @@ pub mod duration;
 pub mod eval;
 pub mod job;
 pub mod node;
+pub mod service;
 
 pub use alloc::*;
 pub use eval::*;
 pub use job::*;
 pub use node::*;
+pub use service::*;

@@ -1,2 +1,12 @@
 //! orc's server: replicated state (Raft over gRPC), request forwarding and cluster formation.
+//!
+//! Layers, bottom up: `store` (durable bytes; the only sled user), `codec` (versioned encoding),
+//! `state` (the pure state machine), `rpc` + `transport` (gRPC between servers over passed-in
+//! listeners and connectors), `raft` (the only openraft user).
+
+pub mod codec;
+pub mod raft;
+pub mod rpc;
+pub mod state;
 pub mod store;
+pub mod transport;

@@ -1,0 +1,749 @@
+//! Raft consensus (openraft): the only module that names openraft types.
+//!
+//! It adapts openraft to orc: the log, vote and snapshots go through the [`Store`] trait, the
+//! state machine is [`State`] changed by [`state::apply`], and peers talk over [`rpc`]. Outwards
+//! it offers [`RaftNode`], whose API speaks orc's terms (node IDs, addresses, [`Command`],
+//! [`Outcome`]) so nothing else depends on openraft's types or its version. It does not decide
+//! cluster formation, forwarding or timeouts for clients; the `server` module does.
+//!
+//! The state machine lives in memory and is made durable only by snapshots: on restart the last
+//! snapshot is loaded and openraft re-applies the committed log after it (it persists the
+//! committed position through [`Store`] for exactly that).
+
+// openraft's StorageError is large by design; boxing it at every call site would only obscure
+// the adapter.
+#![allow(clippy::result_large_err)]
+
+use crate::codec;
+use crate::rpc::{self, RpcError};
+use crate::state::{self, Command, Outcome, State};
+use crate::store::{MetaKey, Store, StoreError, StoredSnapshot};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use openraft::error::{
+    ClientWriteError, Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    ReplicationClosed, StreamingError, Unreachable,
+};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, BasicNode, ChangeMembers, Entry, EntryPayload, LogId, LogState, RaftLogReader,
+    RaftNetwork, RaftNetworkFactory, RaftSnapshotBuilder, Snapshot, SnapshotMeta, SnapshotPolicy,
+    StorageError, StorageIOError, StoredMembership, Vote,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::future::Future;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+openraft::declare_raft_types!(
+    /// orc's Raft types: log entries carry [`Command`]s, applying one yields an [`Outcome`].
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = Entry<TypeConfig>,
+        SnapshotData = Vec<u8>,
+        Responder = openraft::impls::OneshotResponder<TypeConfig>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+type Raft = openraft::Raft<TypeConfig>;
+type SError = StorageError<u64>;
+
+/// A server in the Raft configuration.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    /// The address peers reach its RPC port at.
+    pub addr: String,
+    /// False for a learner still catching up before it may vote.
+    pub voter: bool,
+}
+
+/// Raft timing and log-compaction settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot after this many log entries since the previous one.
+    pub snapshot_threshold: u64,
+    /// Entries kept in the log behind a snapshot so slow followers catch up without one.
+    pub trailing_logs: u64,
+}
+
+impl Default for RaftTiming {
+    /// hashicorp/raft's defaults as Nomad uses them: election after 1–2 s of silence,
+    /// SnapshotThreshold 8,192, TrailingLogs 10,240. The heartbeat is more frequent than
+    /// hashicorp/raft's (which sends one per HeartbeatTimeout/10) only in name: openraft's
+    /// interval is the sending period.
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_interval_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            snapshot_threshold: 8192,
+            trailing_logs: 10240,
+        }
+    }
+}
+
+/// Why a proposal or membership change did not happen here.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    /// This server is not the leader; `leader` is who it believes is.
+    #[error("not the leader")]
+    NotLeader { leader: Option<Member> },
+    /// Leadership could not be confirmed with a quorum.
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
+    /// A membership change was refused (another is in progress, or it would be unsafe).
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    /// Raft on this server has stopped (shut down, or a storage failure).
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+}
+
+/// A running Raft member with its state machine.
+#[derive(Clone)]
+pub struct RaftNode {
+    id: u64,
+    raft: Raft,
+    state: Arc<RwLock<State>>,
+    applied: watch::Receiver<u64>,
+}
+
+impl RaftNode {
+    /// Starts Raft for server `id`, recovering whatever `store` holds.
+    pub async fn start(
+        id: u64,
+        store: Arc<dyn Store>,
+        client: Arc<rpc::Client>,
+        timing: &RaftTiming,
+    ) -> Result<RaftNode, String> {
+        let config = openraft::Config {
+            cluster_name: "orc".into(),
+            heartbeat_interval: timing.heartbeat_interval_ms,
+            election_timeout_min: timing.election_timeout_min_ms,
+            election_timeout_max: timing.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(timing.snapshot_threshold),
+            max_in_snapshot_log_to_keep: timing.trailing_logs,
+            install_snapshot_timeout: 10_000,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| format!("invalid raft configuration: {e}"))?;
+        let (applied_tx, applied) = watch::channel(0);
+        let state = Arc::new(RwLock::new(State::new()));
+        let sm = StateMachine::recover(store.clone(), state.clone(), applied_tx)
+            .map_err(|e| format!("recovering the state machine: {e}"))?;
+        let log = LogStore { store };
+        let raft = Raft::new(id, Arc::new(config), Network { client }, log, sm)
+            .await
+            .map_err(|e| format!("starting raft: {e}"))?;
+        Ok(RaftNode { id, raft, state, applied })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The replicated state as applied on this server.
+    pub fn state(&self) -> &Arc<RwLock<State>> {
+        &self.state
+    }
+
+    /// The index of the last log entry applied on this server; changes wake blocking queries.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    /// True once this server has a Raft configuration (bootstrapped, joined, or recovered).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(true)
+    }
+
+    /// Bootstraps a new cluster whose first configuration is `members` (id → address).
+    pub async fn initialize(&self, members: &BTreeMap<u64, String>) -> Result<(), ProposeError> {
+        let nodes: BTreeMap<u64, BasicNode> =
+            members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+        self.raft.initialize(nodes).await.map_err(|e| match e {
+            RaftError::Fatal(f) => ProposeError::Stopped(f.to_string()),
+            RaftError::APIError(e) => ProposeError::Membership(e.to_string()),
+        })
+    }
+
+    /// Proposes `command` if this server leads; returns its log index and outcome once applied.
+    pub async fn propose(&self, command: Command) -> Result<(u64, Outcome), ProposeError> {
+        let reply = self.raft.client_write(command).await.map_err(|e| self.write_error(e))?;
+        Ok((reply.log_id.index, reply.data))
+    }
+
+    /// Confirms leadership with a quorum and returns the index a linearizable read must wait for.
+    pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        use openraft::error::CheckIsLeaderError;
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader { leader: self.member_of(f.leader_id) })
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                Err(ProposeError::NoQuorum(q.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(ProposeError::Stopped(f.to_string())),
+        }
+    }
+
+    /// Adds a server: first as a learner (so it catches up without affecting quorum), then as
+    /// a voter. Must run on the leader. Idempotent for a server already a voter at `addr`.
+    pub async fn add_voter(&self, id: u64, addr: &str) -> Result<(), ProposeError> {
+        if self.members().iter().any(|m| m.id == id && m.addr == addr && m.voter) {
+            return Ok(());
+        }
+        self.raft
+            .add_learner(id, BasicNode::new(addr), true)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    /// Removes a server from the configuration entirely. Must run on the leader.
+    pub async fn remove_member(&self, id: u64) -> Result<(), ProposeError> {
+        let members = self.members();
+        if !members.iter().any(|m| m.id == id) {
+            return Ok(());
+        }
+        let change = if members.iter().any(|m| m.id == id && m.voter) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.raft.change_membership(change, false).await.map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    /// Who this server believes leads, if anyone.
+    pub fn leader(&self) -> Option<Member> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        self.member_of(leader)
+    }
+
+    /// The current configuration as this server knows it.
+    pub fn members(&self) -> Vec<Member> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect()
+    }
+
+    /// Raft's current term, for diagnostics.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// Stops Raft. Pending proposals fail with [`ProposeError::Stopped`].
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+    }
+
+    fn member_of(&self, id: Option<u64>) -> Option<Member> {
+        let id = id?;
+        self.members().into_iter().find(|m| m.id == id)
+    }
+
+    fn write_error(&self, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ProposeError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                let leader = match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) => Some(Member { id, addr: node.addr, voter: true }),
+                    (id, _) => self.member_of(id),
+                };
+                ProposeError::NotLeader { leader }
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                ProposeError::Membership(e.to_string())
+            }
+            RaftError::Fatal(f) => ProposeError::Stopped(f.to_string()),
+        }
+    }
+
+    /// Serves a Raft-internal RPC (`RAFT_METHODS`) from a peer.
+    pub fn handle_rpc(
+        &self,
+        method: &str,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, String>> {
+        let raft = self.raft.clone();
+        let method = method.to_owned();
+        Box::pin(async move {
+            match method.as_str() {
+                APPEND => {
+                    let req: AppendEntriesRequest<TypeConfig> = decode(&body)?;
+                    Ok(encode(&raft.append_entries(req).await))
+                }
+                VOTE => {
+                    let req: VoteRequest<u64> = decode(&body)?;
+                    Ok(encode(&raft.vote(req).await))
+                }
+                SNAPSHOT => {
+                    let req: FullSnapshot = decode(&body)?;
+                    let snapshot = Snapshot { meta: req.meta, snapshot: Box::new(req.data) };
+                    Ok(encode(&raft.install_full_snapshot(req.vote, snapshot).await))
+                }
+                other => Err(format!("unknown raft method {other}")),
+            }
+        })
+    }
+}
+
+const APPEND: &str = "raft.AppendEntries";
+const VOTE: &str = "raft.Vote";
+const SNAPSHOT: &str = "raft.InstallSnapshot";
+
+/// The RPC methods [`RaftNode::handle_rpc`] serves.
+pub const RAFT_METHODS: [&str; 3] = [APPEND, VOTE, SNAPSHOT];
+
+#[derive(Serialize, Deserialize)]
+struct FullSnapshot {
+    vote: Vote<u64>,
+    meta: SnapshotMeta<u64, BasicNode>,
+    data: Vec<u8>,
+}
+
+fn encode<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(codec::encode(value))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    codec::decode(bytes).map_err(|e| e.to_string())
+}
+
+fn store_err(e: impl std::fmt::Display) -> SError {
+    StorageIOError::write(AnyError::error(e.to_string())).into()
+}
+
+fn read_err(e: impl std::fmt::Display) -> SError {
+    StorageIOError::read(AnyError::error(e.to_string())).into()
+}
+
+/// Runs a blocking store call (a flush) off the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, SError> {
+    tokio::task::spawn_blocking(f).await.map_err(store_err)?.map_err(store_err)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log storage.
+
+#[derive(Clone)]
+struct LogStore {
+    store: Arc<dyn Store>,
+}
+
+fn to_range(range: impl RangeBounds<u64>) -> std::ops::Range<u64> {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    start..end
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, SError> {
+        self.store
+            .entries(to_range(range))
+            .map_err(read_err)?
+            .iter()
+            .map(|(_, bytes)| codec::decode(bytes).map_err(read_err))
+            .collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SError> {
+        let last_purged_log_id: Option<LogId<u64>> = match self.store.get_meta(MetaKey::LastPurged)
+        {
+            Ok(Some(bytes)) => Some(codec::decode(&bytes).map_err(read_err)?),
+            Ok(None) => None,
+            Err(e) => return Err(read_err(e)),
+        };
+        let last_log_id = match self.store.last_entry().map_err(read_err)? {
+            Some((_, bytes)) => {
+                Some(codec::decode::<Entry<TypeConfig>>(&bytes).map_err(read_err)?.log_id)
+            }
+            None => last_purged_log_id,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), SError> {
+        self.store.put_meta(MetaKey::Vote, &codec::encode(vote)).map_err(store_err)?;
+        // A vote must survive a crash, or this server could vote twice in one term.
+        let store = self.store.clone();
+        blocking(move || store.flush()).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, SError> {
+        match self.store.get_meta(MetaKey::Vote).map_err(read_err)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), SError> {
+        // Not flushed: losing it only means re-applying less on restart, and what was committed
+        // is re-learned from the leader.
+        self.store.put_meta(MetaKey::Committed, &codec::encode(&committed)).map_err(store_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, SError> {
+        match self.store.get_meta(MetaKey::Committed).map_err(read_err)? {
+            Some(bytes) => codec::decode(&bytes).map_err(read_err),
+            None => Ok(None),
+        }
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), SError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let encoded: Vec<(u64, Vec<u8>)> =
+            entries.into_iter().map(|e| (e.log_id.index, codec::encode(&e))).collect();
+        self.store.append(&encoded).map_err(store_err)?;
+        // openraft counts an entry towards commit only after this callback, so acknowledging
+        // only after the flush is what makes every acknowledged write survive a crash.
+        let store = self.store.clone();
+        let flushed = blocking(move || store.flush()).await;
+        match flushed {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), SError> {
+        self.store.truncate_from(log_id.index).map_err(store_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), SError> {
+        // Record the purge point first: a crash between the two steps then leaves extra entries
+        // behind the marker (harmless) rather than a gap in front of it.
+        self.store.put_meta(MetaKey::LastPurged, &codec::encode(&log_id)).map_err(store_err)?;
+        let store = self.store.clone();
+        blocking(move || store.flush()).await?;
+        self.store.purge_through(log_id.index).map_err(store_err)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machine.
+
+struct StateMachine {
+    store: Arc<dyn Store>,
+    state: Arc<RwLock<State>>,
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    applied_tx: watch::Sender<u64>,
+}
+
+/// The state-machine part of a snapshot (the metadata is stored beside it).
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    state: state::StateSnapshot,
+}
+
+impl StateMachine {
+    fn recover(
+        store: Arc<dyn Store>,
+        state: Arc<RwLock<State>>,
+        applied_tx: watch::Sender<u64>,
+    ) -> Result<Self, String> {
+        let mut sm = StateMachine {
+            store,
+            state,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            applied_tx,
+        };
+        if let Some(stored) = sm.store.snapshot().map_err(|e| e.to_string())? {
+            let meta: SnapshotMeta<u64, BasicNode> =
+                codec::decode(&stored.meta).map_err(|e| format!("snapshot metadata: {e}"))?;
+            sm.load(&meta, &stored.data)?;
+        }
+        Ok(sm)
+    }
+
+    fn load(&mut self, meta: &SnapshotMeta<u64, BasicNode>, data: &[u8]) -> Result<(), String> {
+        let decoded: SnapshotData =
+            codec::decode(data).map_err(|e| format!("snapshot data: {e}"))?;
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) =
+            State::from_snapshot(decoded.state);
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.applied_tx.send_replace(meta.last_log_id.map_or(0, |l| l.index));
+        Ok(())
+    }
+}
+
+struct SnapshotBuilder {
+    store: Arc<dyn Store>,
+    meta: SnapshotMeta<u64, BasicNode>,
+    data: Vec<u8>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SError> {
+        let stored = StoredSnapshot { meta: codec::encode(&self.meta), data: self.data.clone() };
+        let store = self.store.clone();
+        // The snapshot must be durable before openraft purges the log entries it replaces.
+        blocking(move || {
+            store.save_snapshot(&stored)?;
+            store.flush()
+        })
+        .await?;
+        Ok(Snapshot { meta: self.meta.clone(), snapshot: Box::new(self.data.clone()) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), SError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, SError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut outcomes = Vec::new();
+        {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            for entry in entries {
+                self.last_applied = Some(entry.log_id);
+                outcomes.push(match entry.payload {
+                    EntryPayload::Blank => Outcome::Applied,
+                    EntryPayload::Normal(command) => {
+                        state::apply(&mut state, entry.log_id.index, command)
+                    }
+                    EntryPayload::Membership(m) => {
+                        self.membership = StoredMembership::new(Some(entry.log_id), m);
+                        Outcome::Applied
+                    }
+                });
+            }
+        }
+        if let Some(last) = self.last_applied {
+            self.applied_tx.send_replace(last.index);
+        }
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Encoding here, under the read lock, captures exactly the state at `last_applied`;
+        // the builder then writes it out without holding up `apply`.
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner()).to_snapshot();
+        let data = codec::encode(&SnapshotData { state });
+        let last = self.last_applied;
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: self.membership.clone(),
+            snapshot_id: last
+                .map_or_else(|| "0-0".to_owned(), |l| format!("{}-{}", l.leader_id, l.index)),
+        };
+        SnapshotBuilder { store: self.store.clone(), meta, data }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Vec<u8>>, SError> {
+        Ok(Box::default())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Vec<u8>>,
+    ) -> Result<(), SError> {
+        self.load(meta, &snapshot).map_err(store_err)?;
+        let stored = StoredSnapshot { meta: codec::encode(meta), data: *snapshot };
+        let store = self.store.clone();
+        blocking(move || {
+            store.save_snapshot(&stored)?;
+            store.flush()
+        })
+        .await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SError> {
+        match self.store.snapshot().map_err(read_err)? {
+            Some(stored) => {
+                let meta = codec::decode(&stored.meta).map_err(read_err)?;
+                Ok(Some(Snapshot { meta, snapshot: Box::new(stored.data) }))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network.
+
+struct Network {
+    client: Arc<rpc::Client>,
+}
+
+struct Peer {
+    client: Arc<rpc::Client>,
+    id: u64,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
+        Peer { client: self.client.clone(), id: target, addr: node.addr.clone() }
+    }
+}
+
+/// A transport failure as openraft's error type. Timeouts are reported as unreachable too:
+/// either way openraft backs off and retries.
+fn transport_error<E: std::error::Error>(e: RpcError) -> RPCError<u64, BasicNode, E> {
+    match e {
+        RpcError::Unreachable { .. } | RpcError::Timeout { .. } => {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
+        RpcError::Remote { .. } => RPCError::Network(NetworkError::new(&e)),
+    }
+}
+
+impl Peer {
+    async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError> {
+        let reply = self.client.call(&self.addr, method, encode(req), timeout).await?;
+        codec::decode(&reply).map_err(|e| RpcError::Remote {
+            addr: self.addr.clone(),
+            method: method.to_owned(),
+            message: format!("undecodable reply: {e}"),
+        })
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let reply: Result<AppendEntriesResponse<u64>, RaftError<u64>> =
+            self.call(APPEND, &rpc, option.hard_ttl()).await.map_err(transport_error)?;
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.id, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        // With `generic-snapshot-data` openraft sends snapshots through `full_snapshot` only.
+        Err(RPCError::Network(NetworkError::new(&std::io::Error::other(
+            "chunked snapshot transfer is not used; snapshots go through full_snapshot",
+        ))))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let reply: Result<VoteResponse<u64>, RaftError<u64>> =
+            self.call(VOTE, &rpc, option.hard_ttl()).await.map_err(transport_error)?;
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.id, e)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<u64>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+        let req = FullSnapshot { vote, meta: snapshot.meta, data: *snapshot.snapshot };
+        let call = self.call::<_, Result<SnapshotResponse<u64>, Fatal<u64>>>(
+            SNAPSHOT,
+            &req,
+            option.hard_ttl(),
+        );
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            reply = call => reply,
+        };
+        match reply {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(fatal)) => Err(StreamingError::RemoteError(RemoteError::new(self.id, fatal))),
+            Err(e @ (RpcError::Unreachable { .. } | RpcError::Timeout { .. })) => {
+                Err(StreamingError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
+        }
+    }
+}

@@ -1,0 +1,679 @@
+//! The replicated state machine: [`State`], the [`Command`]s that change it, and the pure
+//! [`apply`] function that Raft runs on every server in log order.
+//!
+//! `apply` does no IO, reads no clock and draws no random numbers: anything non-deterministic (IDs,
+//! timestamps, the evaluations a change triggers) is decided by whoever builds the command, so
+//! every server computes the same state from the same log. Deciding *whether* a change is wise
+//! (plan verification, validation of user input) is the caller's job; `apply` only refuses what
+//! would corrupt the state (a missing node, an eligible draining node).
+
+use model::{
+    AllocDeploymentStatus, Allocation, ClientStatus, DesiredStatus, DrainStrategy, Evaluation, Job,
+    Node, NodeStatus, SchedulingEligibility, ServiceRegistration, TaskState,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many versions of a job are kept, as Nomad's `JobTrackedVersions`.
+pub const JOB_TRACKED_VERSIONS: usize = 6;
+
+/// A job's identity: namespace and ID.
+pub type JobKey = (String, String);
+
+/// The tables of the state, each with its own modify index for blocking queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    Jobs,
+    Evals,
+    Allocs,
+    Nodes,
+    Services,
+}
+
+/// Everything the servers agree on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    index: u64,
+    table_index: BTreeMap<Table, u64>,
+    jobs: BTreeMap<JobKey, Job>,
+    job_versions: BTreeMap<JobKey, BTreeMap<u64, Job>>,
+    evals: BTreeMap<String, Evaluation>,
+    evals_by_job: BTreeMap<JobKey, BTreeSet<String>>,
+    allocs: BTreeMap<String, Allocation>,
+    allocs_by_node: BTreeMap<String, BTreeSet<String>>,
+    allocs_by_job: BTreeMap<JobKey, BTreeSet<String>>,
+    nodes: BTreeMap<String, Node>,
+    services: BTreeMap<String, ServiceRegistration>,
+}
+
+/// A change to the state: exactly what a Raft log entry carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "Type")]
+pub enum Command {
+    /// Registers a new job or a new version of one, with the evaluation it triggers.
+    JobRegister {
+        job: Box<Job>,
+        eval: Option<Box<Evaluation>>,
+    },
+    /// Stops a job (`stop = true`, a new version), keeping its history.
+    JobDeregister {
+        namespace: String,
+        job_id: String,
+        eval: Option<Box<Evaluation>>,
+    },
+    /// Removes a job and its version history. Its allocations stay until garbage collection.
+    JobPurge {
+        namespace: String,
+        job_id: String,
+        eval: Option<Box<Evaluation>>,
+    },
+    /// Creates or updates evaluations.
+    EvalUpsert {
+        evals: Vec<Evaluation>,
+    },
+    /// Garbage collection: removes evaluations and allocations.
+    EvalDelete {
+        eval_ids: Vec<String>,
+        alloc_ids: Vec<String>,
+    },
+    /// The committed part of a scheduler's plan.
+    PlanResults(PlanResults),
+    /// What agents report about their allocations, with any evaluations that follow from it.
+    AllocClientUpdate {
+        updates: Vec<AllocClientUpdate>,
+        evals: Vec<Evaluation>,
+    },
+    /// An agent registers (or re-registers) its node.
+    NodeRegister {
+        node: Box<Node>,
+    },
+    NodeDeregister {
+        node_id: String,
+    },
+    /// Liveness change: heartbeat resumed, or TTL expired.
+    NodeStatus {
+        node_id: String,
+        status: NodeStatus,
+        status_description: String,
+        evals: Vec<Evaluation>,
+    },
+    NodeEligibility {
+        node_id: String,
+        eligibility: SchedulingEligibility,
+        evals: Vec<Evaluation>,
+    },
+    /// Starts (`drain = Some`) or ends (`None`) a drain.
+    NodeDrain {
+        node_id: String,
+        drain: Option<DrainStrategy>,
+        mark_eligible: bool,
+        evals: Vec<Evaluation>,
+    },
+    ServiceRegister {
+        services: Vec<ServiceRegistration>,
+    },
+    ServiceDeregister {
+        ids: Vec<String>,
+    },
+}
+
+/// The part of a plan the plan applier verified and commits.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PlanResults {
+    /// The evaluation the plan was computed for.
+    pub eval_id: String,
+    /// New allocations, and in-place updates of existing ones (client-owned fields are kept).
+    pub allocs: Vec<Allocation>,
+    pub stops: Vec<AllocStop>,
+    /// Evaluations the scheduler created: blocked evals, follow-ups for delayed reschedules.
+    pub evals: Vec<Evaluation>,
+}
+
+/// A server-side stop of an allocation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AllocStop {
+    pub alloc_id: String,
+    pub desired_description: String,
+    /// Set when the server also decides the client status, e.g. `lost` for a down node.
+    pub client_status: Option<ClientStatus>,
+    /// The follow-up evaluation that will reschedule this allocation later, if any.
+    pub followup_eval_id: Option<String>,
+    /// Unix nanoseconds.
+    pub modify_time: i64,
+}
+
+/// An agent's report about one allocation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AllocClientUpdate {
+    pub alloc_id: String,
+    pub client_status: ClientStatus,
+    pub client_description: String,
+    pub task_states: BTreeMap<String, TaskState>,
+    pub deployment_status: Option<AllocDeploymentStatus>,
+    /// Unix nanoseconds.
+    pub modify_time: i64,
+}
+
+/// What applying a command did. Refusals are data, so every server records the same outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Applied,
+    JobRegistered { job_version: u64, job_modify_index: u64 },
+    NotFound { what: String },
+    Rejected { reason: String },
+}
+
+/// Applies `command`, the log entry at `index`, to `state`. `index` must exceed every index
+/// applied before; it becomes the modify index of everything the command touches.
+pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
+    debug_assert!(index > state.index, "log index {index} applied after {}", state.index);
+    match command {
+        Command::JobRegister { job, eval } => state.register_job(index, *job, eval.map(|e| *e)),
+        Command::JobDeregister { namespace, job_id, eval } => {
+            let key = (namespace, job_id);
+            let Some(mut job) = state.jobs.get(&key).cloned() else {
+                return not_found_job(&key);
+            };
+            job.stop = true;
+            state.register_job(index, job, eval.map(|e| *e))
+        }
+        Command::JobPurge { namespace, job_id, eval } => {
+            let key = (namespace, job_id);
+            if state.jobs.remove(&key).is_none() {
+                return not_found_job(&key);
+            }
+            state.job_versions.remove(&key);
+            state.touch(Table::Jobs, index);
+            state.upsert_evals(index, eval.map(|e| *e));
+            Outcome::Applied
+        }
+        Command::EvalUpsert { evals } => {
+            let jobs = state.upsert_evals(index, evals);
+            state.refresh_job_status(index, jobs);
+            Outcome::Applied
+        }
+        Command::EvalDelete { eval_ids, alloc_ids } => {
+            let mut jobs = BTreeSet::new();
+            for id in eval_ids {
+                if let Some(eval) = state.evals.remove(&id) {
+                    let key = (eval.namespace, eval.job_id);
+                    remove_from_index(&mut state.evals_by_job, &key, &id);
+                    jobs.insert(key);
+                    state.touch(Table::Evals, index);
+                }
+            }
+            for id in alloc_ids {
+                if let Some(alloc) = state.allocs.remove(&id) {
+                    let key = (alloc.namespace, alloc.job_id);
+                    remove_from_index(&mut state.allocs_by_job, &key, &id);
+                    remove_from_index(&mut state.allocs_by_node, &alloc.node_id, &id);
+                    jobs.insert(key);
+                    state.touch(Table::Allocs, index);
+                }
+            }
+            state.refresh_job_status(index, jobs);
+            Outcome::Applied
+        }
+        Command::PlanResults(plan) => state.apply_plan(index, plan),
+        Command::AllocClientUpdate { updates, evals } => {
+            let mut jobs = BTreeSet::new();
+            for u in updates {
+                // An agent may report on an allocation that was garbage-collected meanwhile;
+                // Nomad ignores such reports and so do we.
+                let Some(alloc) = state.allocs.get_mut(&u.alloc_id) else { continue };
+                alloc.client_status = u.client_status;
+                alloc.client_description = u.client_description;
+                alloc.task_states = u.task_states;
+                if u.deployment_status.is_some() {
+                    alloc.deployment_status = u.deployment_status;
+                }
+                alloc.modify_time = u.modify_time;
+                alloc.modify_index = index;
+                jobs.insert((alloc.namespace.clone(), alloc.job_id.clone()));
+                state.touch(Table::Allocs, index);
+            }
+            jobs.extend(state.upsert_evals(index, evals));
+            state.refresh_job_status(index, jobs);
+            Outcome::Applied
+        }
+        Command::NodeRegister { node } => {
+            let mut node = *node;
+            if let Some(existing) = state.nodes.get(&node.id) {
+                // Eligibility and drain belong to operators, not to the agent re-registering.
+                node.create_index = existing.create_index;
+                node.scheduling_eligibility = existing.scheduling_eligibility;
+                node.drain = existing.drain;
+                node.drain_strategy = existing.drain_strategy.clone();
+            } else {
+                node.create_index = index;
+            }
+            node.computed_class = node.compute_class();
+            node.modify_index = index;
+            state.nodes.insert(node.id.clone(), node);
+            state.touch(Table::Nodes, index);
+            Outcome::Applied
+        }
+        Command::NodeDeregister { node_id } => {
+            if state.nodes.remove(&node_id).is_none() {
+                return Outcome::NotFound { what: format!("node {node_id}") };
+            }
+            state.touch(Table::Nodes, index);
+            Outcome::Applied
+        }
+        Command::NodeStatus { node_id, status, status_description, evals } => {
+            let Some(node) = state.nodes.get_mut(&node_id) else {
+                return Outcome::NotFound { what: format!("node {node_id}") };
+            };
+            node.status = status;
+            node.status_description = status_description;
+            node.modify_index = index;
+            state.touch(Table::Nodes, index);
+            let jobs = state.upsert_evals(index, evals);
+            state.refresh_job_status(index, jobs);
+            Outcome::Applied
+        }
+        Command::NodeEligibility { node_id, eligibility, evals } => {
+            let Some(node) = state.nodes.get_mut(&node_id) else {
+                return Outcome::NotFound { what: format!("node {node_id}") };
+            };
+            if node.drain && eligibility == SchedulingEligibility::Eligible {
+                return Outcome::Rejected {
+                    reason:
+                        "can not set node's scheduling eligibility to eligible while it is draining"
+                            .into(),
+                };
+            }
+            node.scheduling_eligibility = eligibility;
+            node.modify_index = index;
+            state.touch(Table::Nodes, index);
+            let jobs = state.upsert_evals(index, evals);
+            state.refresh_job_status(index, jobs);
+            Outcome::Applied
+        }
+        Command::NodeDrain { node_id, drain, mark_eligible, evals } => {
+            let Some(node) = state.nodes.get_mut(&node_id) else {
+                return Outcome::NotFound { what: format!("node {node_id}") };
+            };
+            node.drain = drain.is_some();
+            if drain.is_some() {
+                node.scheduling_eligibility = SchedulingEligibility::Ineligible;
+            } else if mark_eligible {
+                node.scheduling_eligibility = SchedulingEligibility::Eligible;
+            }
+            node.drain_strategy = drain;
+            node.modify_index = index;
+            state.touch(Table::Nodes, index);
+            let jobs = state.upsert_evals(index, evals);
+            state.refresh_job_status(index, jobs);
+            Outcome::Applied
+        }
+        Command::ServiceRegister { services } => {
+            for mut s in services {
+                s.create_index = state.services.get(&s.id).map_or(index, |e| e.create_index);
+                s.modify_index = index;
+                state.services.insert(s.id.clone(), s);
+                state.touch(Table::Services, index);
+            }
+            Outcome::Applied
+        }
+        Command::ServiceDeregister { ids } => {
+            for id in ids {
+                if state.services.remove(&id).is_some() {
+                    state.touch(Table::Services, index);
+                }
+            }
+            Outcome::Applied
+        }
+    }
+}
+
+fn not_found_job(key: &JobKey) -> Outcome {
+    Outcome::NotFound { what: format!("job {:?} in namespace {:?}", key.1, key.0) }
+}
+
+fn remove_from_index<K: Ord + Clone>(index: &mut BTreeMap<K, BTreeSet<String>>, key: &K, id: &str) {
+    if let Some(ids) = index.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+/// The job with every server-maintained field cleared, for "did the specification change".
+fn spec_of(job: &Job) -> Job {
+    Job {
+        status: String::new(),
+        status_description: String::new(),
+        stable: false,
+        version: 0,
+        submit_time: 0,
+        create_index: 0,
+        modify_index: 0,
+        job_modify_index: 0,
+        ..job.clone()
+    }
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The highest modify index of any table: the `X-Nomad-Index` of a query across tables.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The highest modify index of one table (0 if it never changed).
+    pub fn table_index(&self, table: Table) -> u64 {
+        self.table_index.get(&table).copied().unwrap_or(0)
+    }
+
+    pub fn job(&self, namespace: &str, id: &str) -> Option<&Job> {
+        self.jobs.get(&(namespace.to_owned(), id.to_owned()))
+    }
+
+    /// All jobs, ordered by namespace then ID.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    /// The tracked versions of a job, newest first.
+    pub fn job_versions(&self, namespace: &str, id: &str) -> Vec<&Job> {
+        self.job_versions
+            .get(&(namespace.to_owned(), id.to_owned()))
+            .map(|v| v.values().rev().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn eval(&self, id: &str) -> Option<&Evaluation> {
+        self.evals.get(id)
+    }
+
+    pub fn evals(&self) -> impl Iterator<Item = &Evaluation> {
+        self.evals.values()
+    }
+
+    pub fn evals_by_job(&self, namespace: &str, job_id: &str) -> Vec<&Evaluation> {
+        self.ids_to(&self.evals_by_job, &(namespace.to_owned(), job_id.to_owned()), &self.evals)
+    }
+
+    pub fn alloc(&self, id: &str) -> Option<&Allocation> {
+        self.allocs.get(id)
+    }
+
+    pub fn allocs(&self) -> impl Iterator<Item = &Allocation> {
+        self.allocs.values()
+    }
+
+    pub fn allocs_by_node(&self, node_id: &str) -> Vec<&Allocation> {
+        self.ids_to(&self.allocs_by_node, &node_id.to_owned(), &self.allocs)
+    }
+
+    pub fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<&Allocation> {
+        self.ids_to(&self.allocs_by_job, &(namespace.to_owned(), job_id.to_owned()), &self.allocs)
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.get(id)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+
+    pub fn service(&self, id: &str) -> Option<&ServiceRegistration> {
+        self.services.get(id)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &ServiceRegistration> {
+        self.services.values()
+    }
+
+    fn ids_to<'a, K: Ord, T>(
+        &'a self,
+        index: &'a BTreeMap<K, BTreeSet<String>>,
+        key: &K,
+        table: &'a BTreeMap<String, T>,
+    ) -> Vec<&'a T> {
+        index
+            .get(key)
+            .map(|ids| ids.iter().filter_map(|id| table.get(id)).collect())
+            .unwrap_or_default()
+    }
+
+    fn touch(&mut self, table: Table, index: u64) {
+        self.table_index.insert(table, index);
+        self.index = index;
+    }
+
+    fn register_job(&mut self, index: u64, mut job: Job, eval: Option<Evaluation>) -> Outcome {
+        let key = (job.namespace.clone(), job.id.clone());
+        match self.jobs.get(&key) {
+            Some(existing) => {
+                job.create_index = existing.create_index;
+                if spec_of(existing) == spec_of(&job) {
+                    job.version = existing.version;
+                    job.job_modify_index = existing.job_modify_index;
+                    job.submit_time = existing.submit_time;
+                    job.stable = existing.stable;
+                } else {
+                    job.version = existing.version + 1;
+                    job.job_modify_index = index;
+                    job.stable = false;
+                }
+            }
+            None => {
+                job.create_index = index;
+                job.version = 0;
+                job.job_modify_index = index;
+                job.stable = false;
+            }
+        }
+        job.modify_index = index;
+        let outcome = Outcome::JobRegistered {
+            job_version: job.version,
+            job_modify_index: job.job_modify_index,
+        };
+        let versions = self.job_versions.entry(key.clone()).or_default();
+        versions.insert(job.version, job.clone());
+        while versions.len() > JOB_TRACKED_VERSIONS {
+            versions.pop_first();
+        }
+        self.jobs.insert(key.clone(), job);
+        self.touch(Table::Jobs, index);
+        let eval = eval.map(|mut e| {
+            e.job_modify_index = self.jobs[&key].job_modify_index;
+            e
+        });
+        self.upsert_evals(index, eval);
+        self.refresh_job_status(index, [key]);
+        outcome
+    }
+
+    /// Upserts evaluations; returns the jobs they belong to.
+    fn upsert_evals(
+        &mut self,
+        index: u64,
+        evals: impl IntoIterator<Item = Evaluation>,
+    ) -> BTreeSet<JobKey> {
+        let mut jobs = BTreeSet::new();
+        for mut eval in evals {
+            eval.create_index = self.evals.get(&eval.id).map_or(index, |e| e.create_index);
+            eval.modify_index = index;
+            let key = (eval.namespace.clone(), eval.job_id.clone());
+            self.evals_by_job.entry(key.clone()).or_default().insert(eval.id.clone());
+            self.evals.insert(eval.id.clone(), eval);
+            jobs.insert(key);
+            self.touch(Table::Evals, index);
+        }
+        jobs
+    }
+
+    fn apply_plan(&mut self, index: u64, plan: PlanResults) -> Outcome {
+        let mut jobs = BTreeSet::new();
+        for mut alloc in plan.allocs {
+            match self.allocs.get(&alloc.id) {
+                Some(existing) => {
+                    // An in-place update changes what the servers want; what the agent
+                    // reported stays until the agent says otherwise.
+                    alloc.create_index = existing.create_index;
+                    alloc.create_time = existing.create_time;
+                    alloc.client_status = existing.client_status;
+                    alloc.client_description = existing.client_description.clone();
+                    alloc.task_states = existing.task_states.clone();
+                    if existing.node_id != alloc.node_id {
+                        let old_node = existing.node_id.clone();
+                        remove_from_index(&mut self.allocs_by_node, &old_node, &alloc.id);
+                    }
+                }
+                None => alloc.create_index = index,
+            }
+            alloc.modify_index = index;
+            alloc.alloc_modify_index = index;
+            let key = (alloc.namespace.clone(), alloc.job_id.clone());
+            self.allocs_by_node.entry(alloc.node_id.clone()).or_default().insert(alloc.id.clone());
+            self.allocs_by_job.entry(key.clone()).or_default().insert(alloc.id.clone());
+            jobs.insert(key);
+            self.allocs.insert(alloc.id.clone(), alloc);
+            self.touch(Table::Allocs, index);
+        }
+        for stop in plan.stops {
+            let Some(alloc) = self.allocs.get_mut(&stop.alloc_id) else { continue };
+            alloc.desired_status = DesiredStatus::Stop;
+            alloc.desired_description = stop.desired_description;
+            if let Some(status) = stop.client_status {
+                alloc.client_status = status;
+            }
+            if let Some(followup) = stop.followup_eval_id {
+                alloc.followup_eval_id = followup;
+            }
+            alloc.modify_time = stop.modify_time;
+            alloc.modify_index = index;
+            alloc.alloc_modify_index = index;
+            jobs.insert((alloc.namespace.clone(), alloc.job_id.clone()));
+            self.touch(Table::Allocs, index);
+        }
+        jobs.extend(self.upsert_evals(index, plan.evals));
+        self.refresh_job_status(index, jobs);
+        Outcome::Applied
+    }
+
+    /// Recomputes the status of jobs whose allocations or evaluations changed, as Nomad's
+    /// `getJobStatus`: running while any allocation is live, pending while any evaluation is
+    /// outstanding, dead once it has run (or was stopped) and nothing is left.
+    fn refresh_job_status(&mut self, index: u64, jobs: impl IntoIterator<Item = JobKey>) {
+        for key in jobs {
+            let Some(job) = self.jobs.get(&key) else { continue };
+            let allocs = self.allocs_by_job.get(&key);
+            let evals = self.evals_by_job.get(&key);
+            let live_alloc = allocs
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.allocs.get(id))
+                .any(|a| !a.is_terminal());
+            let open_eval =
+                evals.into_iter().flatten().filter_map(|id| self.evals.get(id)).any(|e| {
+                    matches!(e.status, model::EvalStatus::Pending | model::EvalStatus::Blocked)
+                });
+            let has_history = allocs.is_some_and(|a| !a.is_empty());
+            let status = if live_alloc {
+                "running"
+            } else if open_eval {
+                "pending"
+            } else if job.stop || has_history {
+                "dead"
+            } else {
+                "pending"
+            };
+            if job.status != status {
+                let job = self.jobs.get_mut(&key).expect("checked above");
+                job.status = status.to_owned();
+                job.modify_index = index;
+                if let Some(v) =
+                    self.job_versions.get_mut(&key).and_then(|v| v.get_mut(&job.version))
+                {
+                    v.status = status.to_owned();
+                }
+                self.touch(Table::Jobs, index);
+            }
+        }
+    }
+
+    /// The persisted form of the state (see [`crate::codec`] for the framing).
+    pub fn to_snapshot(&self) -> StateSnapshot {
+        StateSnapshot {
+            index: self.index,
+            table_index: self.table_index.iter().map(|(t, i)| (*t, *i)).collect(),
+            jobs: self.jobs.values().cloned().collect(),
+            job_versions: self.job_versions.values().flat_map(|v| v.values().cloned()).collect(),
+            evals: self.evals.values().cloned().collect(),
+            allocs: self.allocs.values().cloned().collect(),
+            nodes: self.nodes.values().cloned().collect(),
+            services: self.services.values().cloned().collect(),
+        }
+    }
+
+    /// Rebuilds a state, with its secondary indexes, from its persisted form.
+    pub fn from_snapshot(s: StateSnapshot) -> State {
+        let mut state = State {
+            index: s.index,
+            table_index: s.table_index.into_iter().collect(),
+            ..State::default()
+        };
+        for job in s.jobs {
+            state.jobs.insert((job.namespace.clone(), job.id.clone()), job);
+        }
+        for job in s.job_versions {
+            state
+                .job_versions
+                .entry((job.namespace.clone(), job.id.clone()))
+                .or_default()
+                .insert(job.version, job);
+        }
+        for eval in s.evals {
+            state
+                .evals_by_job
+                .entry((eval.namespace.clone(), eval.job_id.clone()))
+                .or_default()
+                .insert(eval.id.clone());
+            state.evals.insert(eval.id.clone(), eval);
+        }
+        for alloc in s.allocs {
+            state.allocs_by_node.entry(alloc.node_id.clone()).or_default().insert(alloc.id.clone());
+            state
+                .allocs_by_job
+                .entry((alloc.namespace.clone(), alloc.job_id.clone()))
+                .or_default()
+                .insert(alloc.id.clone());
+            state.allocs.insert(alloc.id.clone(), alloc);
+        }
+        for node in s.nodes {
+            state.nodes.insert(node.id.clone(), node);
+        }
+        for service in s.services {
+            state.services.insert(service.id.clone(), service);
+        }
+        state
+    }
+}
+
+/// The persisted form of [`State`]: flat tables, without the secondary indexes (those are rebuilt
+/// on load, so they can never disagree with the tables on disk).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    pub index: u64,
+    pub table_index: Vec<(Table, u64)>,
+    pub jobs: Vec<Job>,
+    pub job_versions: Vec<Job>,
+    pub evals: Vec<Evaluation>,
+    pub allocs: Vec<Allocation>,
+    pub nodes: Vec<Node>,
+    pub services: Vec<ServiceRegistration>,
+}
+
+#[cfg(test)]
+mod tests;
