@@ -1,0 +1,10 @@
+//! The pot driver: runs each task in a FreeBSD jail managed by the `pot` CLI.
+//!
+//! `config` decodes the task's driver config; `plan` turns one task invocation into the exact pot
+//! command lines. Only this module knows pot's command grammar.
+
+pub mod config;
+pub mod plan;
+
+pub use config::{PotConfig, Proto};
+pub use plan::{PotCommand, PotInvocation};
