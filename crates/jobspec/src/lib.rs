@@ -1,1 +1,152 @@
-//! Placeholder replaced by the jobspec work.
+//! Nomad-compatible HCL2 job files: parsing, variables, evaluation, validation and diagnostics,
+//! producing `model::Job`. This crate does no IO beyond reading the job and var files it is
+//! given, and knows nothing of servers, scheduling or how drivers run tasks.
+//!
+//! The pipeline is: typographic-quote check → hcl-edit parse (keeps spans) → variables and locals
+//! → decode the `job` block into the model while validating → driver config checks →
+//! `Job::canonicalize`. Every problem becomes a [`Diagnostic`] with `file:line:col`; as many as
+//! the parse tree allows are collected before returning.
+
+mod decode;
+mod diag;
+mod drivers;
+mod eval;
+mod format;
+mod funcs;
+mod quotes;
+mod vars;
+
+pub use diag::{Diagnostic, Diagnostics};
+pub use drivers::{DRIVERS, POT_KEYS, RAW_EXEC_KEYS};
+
+use diag::Source;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Inputs beyond the job file itself.
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    /// `-var name=value` pairs, in command-line order (later ones win).
+    pub vars: Vec<(String, String)>,
+    /// `-var-file` paths, in order (later ones win). `.json` files are read as JSON objects,
+    /// anything else as HCL `name = value` lines.
+    pub var_files: Vec<PathBuf>,
+    /// The process environment; `NOMAD_VAR_<name>` entries set variables.
+    pub env: BTreeMap<String, String>,
+    /// Allows the filesystem functions (`file`, `fileexists`, `basename`, `dirname`).
+    pub allow_fs: bool,
+}
+
+/// Reads and parses a job file; see [`parse_str`].
+pub fn parse_file(path: &Path, opts: &ParseOptions) -> Result<model::Job, Diagnostics> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::without_position(&name, format!("cannot read job file: {e}"))])
+    })?;
+    parse_str(&name, &text, opts)
+}
+
+/// Parses, validates and canonicalizes a job file: the result has every Nomad default filled in.
+pub fn parse_str(
+    file_name: &str,
+    source: &str,
+    opts: &ParseOptions,
+) -> Result<model::Job, Diagnostics> {
+    let mut job = parse_str_raw(file_name, source, opts)?;
+    job.canonicalize();
+    Ok(job)
+}
+
+/// Parses and validates a job file without applying Nomad's defaults (what
+/// `/v1/jobs/parse?canonicalize=false` returns). Defaults that only exist relative to what the
+/// file says (count, restart merging, check_restart grace) are still applied.
+pub fn parse_str_raw(
+    file_name: &str,
+    source: &str,
+    opts: &ParseOptions,
+) -> Result<model::Job, Diagnostics> {
+    let src = Source::new(file_name, source);
+    let quote_diags = quotes::check(&src);
+    if !quote_diags.is_empty() {
+        return Err(Diagnostics(quote_diags));
+    }
+    let body = hcl_edit::parser::parse_body(source)
+        .map_err(|e| Diagnostics(vec![parse_error(&src, &e)]))?;
+    let mut diags = Vec::new();
+    let resolved = vars::resolve(&src, &body, opts, &mut diags);
+    let mut ev = eval::Evaluator::new(source, opts.allow_fs);
+    ev.set_vars(resolved.vars);
+    ev.set_locals(resolved.locals);
+    let mut cx = decode::Cx { src: &src, ev, diags };
+    let job = match decode::top_level(&mut cx, &body) {
+        Some(b) => Some(decode::job(&mut cx, &b)),
+        None => None,
+    };
+    let mut diags = cx.diags;
+    match job {
+        Some(job) if diags.is_empty() => Ok(job),
+        _ => {
+            // Positionless diagnostics (from -var or the environment) first, then file order.
+            diags.sort_by(|a, b| {
+                (a.file != file_name, a.line, a.col).cmp(&(b.file != file_name, b.line, b.col))
+            });
+            diags.dedup();
+            Err(Diagnostics(diags))
+        }
+    }
+}
+
+/// Formats a job file canonically, like `nomad fmt`: two-space indentation, `=` aligned within
+/// runs of consecutive single-line attributes, one space around operators and after commas,
+/// comments kept. Formatting formatted output changes nothing.
+pub fn format_source(file_name: &str, source: &str) -> Result<String, Diagnostics> {
+    let src = Source::new(file_name, source);
+    let quote_diags = quotes::check(&src);
+    if !quote_diags.is_empty() {
+        return Err(Diagnostics(quote_diags));
+    }
+    let body = hcl_edit::parser::parse_body(source)
+        .map_err(|e| Diagnostics(vec![parse_error(&src, &e)]))?;
+    Ok(format::body(&body, source))
+}
+
+/// Turns an hcl-edit syntax error into a diagnostic, with a hint for the common mistakes.
+pub(crate) fn parse_error(src: &Source, err: &hcl_edit::parser::Error) -> Diagnostic {
+    let loc = err.location();
+    let (line, col) = (loc.line(), loc.column());
+    let raw = err.message();
+    let before = src.text[..loc.offset().min(src.text.len())].trim_end();
+    let at_line_start = src.text[..loc.offset().min(src.text.len())]
+        .rsplit('\n')
+        .next()
+        .is_some_and(|l| l.trim().is_empty());
+    let (message, hint) = if raw.contains("expected `]`")
+        && !before.ends_with(',')
+        && !before.ends_with('[')
+    {
+        (
+            "missing comma between list elements".to_string(),
+            Some(
+                "separate list elements with commas: add `,` at the end of the previous element"
+                    .to_string(),
+            ),
+        )
+    } else if raw.contains("expected `}`") && before.ends_with(',') {
+        (
+            "unexpected comma".to_string(),
+            Some("attributes in a block are separated by new lines, not commas".to_string()),
+        )
+    } else if raw.contains("unexpected token") && at_line_start {
+        (
+            format!("syntax error: {raw}"),
+            Some("each line in a block must be `name = value` or `name { ... }`; check the previous line for an unclosed string or bracket".to_string()),
+        )
+    } else if raw.contains("expected `\"`") || raw.contains("invalid string") {
+        (format!("syntax error in a string: {raw}"), Some("strings need a closing straight quote (\") on the same line; use <<EOT heredocs for multi-line text".to_string()))
+    } else {
+        (format!("syntax error: {raw}"), None)
+    };
+    let mut d = src.diag_at(line, col, message);
+    d.hint = hint;
+    d
+}

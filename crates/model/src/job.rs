@@ -403,6 +403,18 @@ pub struct Template {
     #[serde(rename = "ErrMissingKey")]
     pub error_on_missing_key: bool,
     pub once: bool,
+    /// How long to wait for quiescence before rendering (`wait { min, max }`).
+    pub wait: Option<WaitConfig>,
+}
+
+/// A template's quiescence timers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WaitConfig {
+    #[serde(with = "opt_nanos")]
+    pub min: Option<Duration>,
+    #[serde(with = "opt_nanos")]
+    pub max: Option<Duration>,
 }
 
 /// A file fetched into the task directory before start.
@@ -552,6 +564,7 @@ impl Job {
                 spread.weight = 50;
             }
         }
+        canonicalize_affinities(&mut self.affinities);
         let job_type = self.job_type;
         let job_update = self.update.clone().or_else(|| default_update_strategy(job_type));
         let job_reschedule =
@@ -562,8 +575,9 @@ impl Job {
         if self.update.is_none() {
             self.update = job_update.clone();
         }
+        let job_name = self.name.clone();
         for group in &mut self.task_groups {
-            group.canonicalize(job_type, &job_update, &job_reschedule, &job_migrate);
+            group.canonicalize(&job_name, job_type, &job_update, &job_reschedule, &job_migrate);
         }
     }
 
@@ -576,6 +590,7 @@ impl Job {
 impl TaskGroup {
     fn canonicalize(
         &mut self,
+        job_name: &str,
         job_type: JobType,
         update: &Option<UpdateStrategy>,
         reschedule: &Option<ReschedulePolicy>,
@@ -602,12 +617,18 @@ impl TaskGroup {
         for network in &mut self.networks {
             network.canonicalize();
         }
+        for spread in &mut self.spreads {
+            if spread.weight == 0 {
+                spread.weight = 50;
+            }
+        }
+        canonicalize_affinities(&mut self.affinities);
         let group_restart = self.restart_policy.clone();
         for service in &mut self.services {
-            service.canonicalize();
+            service.canonicalize(&ServiceNames { job: job_name, group: &self.name, task: None });
         }
         for task in &mut self.tasks {
-            task.canonicalize(&group_restart);
+            task.canonicalize(&group_restart, &ServiceNames { job: job_name, group: &self.name, task: None });
         }
     }
 
@@ -630,8 +651,47 @@ impl NetworkResource {
     }
 }
 
+/// Nomad's default affinity weight.
+fn canonicalize_affinities(affinities: &mut [Affinity]) {
+    for affinity in affinities {
+        if affinity.weight == 0 {
+            affinity.weight = 50;
+        }
+    }
+}
+
+/// Names a service's default name and `${JOB}`-style placeholders are built from.
+struct ServiceNames<'a> {
+    job: &'a str,
+    group: &'a str,
+    task: Option<&'a str>,
+}
+
+impl ServiceNames<'_> {
+    /// `<job>-<group>-<task>` for task services, `<job>-<group>` for group services.
+    fn base(&self) -> String {
+        match self.task {
+            Some(task) => format!("{}-{}-{task}", self.job, self.group),
+            None => format!("{}-{}", self.job, self.group),
+        }
+    }
+}
+
 impl Service {
-    fn canonicalize(&mut self) {
+    fn canonicalize(&mut self, names: &ServiceNames) {
+        if self.name.is_empty() {
+            self.name = names.base();
+        } else if self.name.contains("${") {
+            // Nomad substitutes these placeholders when the job is registered; other `${...}`
+            // stays for the client to interpolate.
+            let base = format!("{}-{}-{}", names.job, names.group, names.task.unwrap_or_default());
+            self.name = self
+                .name
+                .replace("${JOB}", names.job)
+                .replace("${TASKGROUP}", names.group)
+                .replace("${TASK}", names.task.unwrap_or_default())
+                .replace("${BASE}", &base);
+        }
         if self.address_mode.is_empty() {
             self.address_mode = "auto".into();
         }
@@ -671,7 +731,7 @@ impl ServiceCheck {
 }
 
 impl Task {
-    fn canonicalize(&mut self, group_restart: &Option<RestartPolicy>) {
+    fn canonicalize(&mut self, group_restart: &Option<RestartPolicy>, group: &ServiceNames) {
         if self.kill_timeout.is_none() {
             self.kill_timeout = Some(DEFAULT_KILL_TIMEOUT);
         }
@@ -701,8 +761,10 @@ impl Task {
         for network in &mut resources.networks {
             network.canonicalize();
         }
+        canonicalize_affinities(&mut self.affinities);
+        let names = ServiceNames { job: group.job, group: group.group, task: Some(&self.name) };
         for service in &mut self.services {
-            service.canonicalize();
+            service.canonicalize(&names);
         }
         for template in &mut self.templates {
             template.canonicalize();

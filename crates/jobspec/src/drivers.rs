@@ -1,0 +1,331 @@
+//! Per-driver validation of a task's `config` block (pot, raw_exec): required keys, value types,
+//! port_map labels, path formats, and task names a driver cannot use. It only validates; the
+//! config stays an opaque JSON map in the model, and running the driver is the agent's business.
+
+use crate::diag::{Diagnostic, Source, Span};
+use crate::eval::closest;
+use serde_json::Value;
+
+/// One `key = value` of a task's config block, with positions for diagnostics.
+pub(crate) struct ConfigEntry<'a> {
+    pub key: &'a str,
+    pub key_span: Span,
+    pub value_span: Span,
+    pub value: Value,
+    /// Spans of the elements when the value was written as a list literal.
+    pub item_spans: Vec<Span>,
+}
+
+/// What a driver validator needs to know about the task.
+pub(crate) struct TaskInfo<'a> {
+    pub driver: &'a str,
+    pub driver_span: &'a Span,
+    pub task_name: &'a str,
+    pub task_name_span: &'a Span,
+    pub config_span: Option<&'a Span>,
+    /// Port labels the task can use: the group's network and the task's own legacy network.
+    pub ports: &'a [String],
+}
+
+/// Drivers orc can run.
+pub const DRIVERS: &[&str] = &["pot", "raw_exec"];
+
+/// The keys of the pot driver's config, exactly as nomad-pot-driver's `taskConfigSpec`.
+pub const POT_KEYS: &[&str] = &[
+    "args",
+    "attributes",
+    "command",
+    "copy",
+    "extra_hosts",
+    "image",
+    "mount",
+    "mount_read_only",
+    "network_mode",
+    "port_map",
+    "pot",
+    "tag",
+];
+
+/// The keys of the raw_exec driver's config.
+pub const RAW_EXEC_KEYS: &[&str] = &["args", "command"];
+
+struct Checker<'a, 's, 'e> {
+    src: &'a Source<'s>,
+    diags: &'a mut Vec<Diagnostic>,
+    entries: &'a [ConfigEntry<'e>],
+    driver: &'a str,
+}
+
+impl Checker<'_, '_, '_> {
+    fn error(&mut self, span: &Span, message: impl Into<String>, hint: Option<String>) {
+        let mut d = self.src.diag(span, message);
+        d.hint = hint;
+        self.diags.push(d);
+    }
+
+    fn get(&self, key: &str) -> Option<&ConfigEntry<'_>> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+
+    fn unknown_keys(&mut self, valid: &[&str]) {
+        for e in self.entries {
+            if !valid.contains(&e.key) {
+                let mut hint = format!("valid keys are: {}", valid.join(", "));
+                if let Some(near) = closest(e.key, valid) {
+                    hint = format!("did you mean \"{near}\"? {hint}");
+                }
+                let msg = format!("unknown attribute \"{}\" in {} task config", e.key, self.driver);
+                self.error(&e.key_span.clone(), msg, Some(hint));
+            }
+        }
+    }
+
+    fn require(&mut self, key: &str, at: &Span, example: &str) {
+        if self.get(key).is_none() {
+            let msg = format!("{} task config needs \"{key}\"", self.driver);
+            self.error(at, msg, Some(format!("add `{key} = {example}`")));
+        }
+    }
+
+    /// A string value (numbers and bools are converted by HCL, so they pass too).
+    fn string(&mut self, key: &str) -> Option<String> {
+        let e = self.get(key)?;
+        let span = e.value_span.clone();
+        match &e.value {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            other => {
+                let msg = format!("{key} must be a string, got {}", json_type(other));
+                self.error(&span, msg, None);
+                None
+            }
+        }
+    }
+
+    /// A list of strings, with the span of each element.
+    fn strings(&mut self, key: &str) -> Option<Vec<(String, Span)>> {
+        let e = self.get(key)?;
+        let span = e.value_span.clone();
+        let Value::Array(items) = &e.value else {
+            let msg = format!("{key} must be a list of strings, got {}", json_type(&e.value));
+            self.error(&span, msg, Some(format!("write `{key} = [\"...\"]`")));
+            return None;
+        };
+        let spans = e.item_spans.clone();
+        let mut out = Vec::new();
+        for (i, item) in items.clone().iter().enumerate() {
+            let at = spans.get(i).cloned().unwrap_or_else(|| span.clone());
+            match item {
+                Value::String(s) => out.push((s.clone(), at)),
+                Value::Number(n) => out.push((n.to_string(), at)),
+                other => {
+                    let msg = format!(
+                        "{key} must be a list of strings, but element {} is {}",
+                        i + 1,
+                        json_type(other)
+                    );
+                    self.error(&at, msg, None);
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// `"src:dst"` lists (mount, mount_read_only, copy) with absolute paths on both sides.
+    fn path_pairs(&mut self, key: &str, dst_may_contain_colon: bool) {
+        let Some(items) = self.strings(key) else { return };
+        for (item, at) in items {
+            let pair = if dst_may_contain_colon {
+                item.split_once(':')
+            } else {
+                let parts: Vec<&str> = item.split(':').collect();
+                (parts.len() == 2).then(|| (parts[0], parts[1]))
+            };
+            let Some((src, dst)) = pair else {
+                let msg = format!("{key} entry \"{item}\" must be \"<host path>:<jail path>\"");
+                self.error(&at, msg, Some(format!("write `{key} = [\"/host/dir:/jail/dir\"]`")));
+                continue;
+            };
+            for (what, path) in [("host", src), ("jail", dst)] {
+                if !path.starts_with('/') && !path.starts_with("${") {
+                    let msg = format!(
+                        "{key} entry \"{item}\": the {what} path \"{path}\" must be absolute"
+                    );
+                    self.error(&at, msg, Some("paths must start with /".into()));
+                }
+            }
+        }
+    }
+
+    /// `"k:v"` lists (attributes, extra_hosts).
+    fn key_value_pairs(&mut self, key: &str, example: &str) {
+        let Some(items) = self.strings(key) else { return };
+        for (item, at) in items {
+            match item.split_once(':') {
+                Some((k, v)) if !k.is_empty() && !v.is_empty() => {}
+                _ => {
+                    let msg = format!("{key} entry \"{item}\" must be \"{example}\"");
+                    self.error(&at, msg, None);
+                }
+            }
+        }
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// Validates a task's config for its driver, pushing diagnostics. Unknown drivers are reported
+/// at the driver value.
+pub(crate) fn validate(
+    src: &Source,
+    task: &TaskInfo,
+    entries: &[ConfigEntry],
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut c = Checker { src, diags, entries, driver: task.driver };
+    match task.driver {
+        "pot" => pot(&mut c, task),
+        "raw_exec" => raw_exec(&mut c, task),
+        other => {
+            let mut hint = format!("orc's drivers are: {}", DRIVERS.join(", "));
+            if let Some(near) = closest(other, DRIVERS) {
+                hint = format!("did you mean \"{near}\"? {hint}");
+            }
+            c.error(task.driver_span, format!("unknown driver \"{other}\""), Some(hint));
+        }
+    }
+}
+
+fn pot(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
+    // pot names the jail `<task>_<alloc>` and turns every '.' into '_', while the driver keeps
+    // the dots; the names then differ and every later pot command fails.
+    if task.task_name.contains('.') {
+        c.error(
+            task.task_name_span,
+            format!("task name \"{}\" cannot be used with the pot driver", task.task_name),
+            Some(format!(
+                "pot replaces '.' with '_' in jail names, so the jail would not be found; rename the task, e.g. \"{}\"",
+                task.task_name.replace('.', "-")
+            )),
+        );
+    }
+    if let Some(bad) = task
+        .task_name
+        .chars()
+        .find(|ch| !(ch.is_ascii_alphanumeric() || *ch == '-' || *ch == '_' || *ch == '.'))
+    {
+        c.error(
+            task.task_name_span,
+            format!(
+                "task name \"{}\" cannot be used with the pot driver: it contains {bad:?}",
+                task.task_name
+            ),
+            Some("pot jail names may contain only letters, digits, '-' and '_'".into()),
+        );
+    }
+    c.unknown_keys(POT_KEYS);
+    let at = task.config_span.unwrap_or(task.driver_span).clone();
+    c.require("image", &at, "\"https://potluck.honeyguide.net/nginx-nomad\"");
+    c.require("pot", &at, "\"nginx-nomad-amd64-13_1\"");
+    c.require("tag", &at, "\"1.1.13\"");
+    for key in ["image", "pot", "tag"] {
+        if let Some(v) = c.string(key) {
+            if v.is_empty() {
+                let span = c.get(key).map(|e| e.value_span.clone()).unwrap_or_default();
+                c.error(&span, format!("{key} must not be empty"), None);
+            }
+        }
+    }
+    c.string("command");
+    c.string("network_mode");
+    if c.strings("args").is_some() && c.get("command").is_none() {
+        let span = c.get("args").map(|e| e.key_span.clone()).unwrap_or_default();
+        c.error(
+            &span,
+            "args needs a command",
+            Some("pot joins args onto command; add `command = \"...\"`".into()),
+        );
+    }
+    c.path_pairs("mount", false);
+    c.path_pairs("mount_read_only", false);
+    c.path_pairs("copy", true);
+    c.key_value_pairs("attributes", "<attribute>:<value>");
+    c.key_value_pairs("extra_hosts", "<hostname>:<ip>");
+    port_map(c, task);
+}
+
+/// `port_map = { label = "80" }` (or a list of such maps, as the driver's spec allows).
+fn port_map(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
+    let Some(e) = c.get("port_map") else { return };
+    let span = e.value_span.clone();
+    let maps: Vec<serde_json::Map<String, Value>> = match &e.value {
+        Value::Object(m) => vec![m.clone()],
+        Value::Array(items) if items.iter().all(Value::is_object) => {
+            items.iter().filter_map(|v| v.as_object().cloned()).collect()
+        }
+        other => {
+            let msg = format!(
+                "port_map must be a map of port label to port number, got {}",
+                json_type(other)
+            );
+            c.error(&span, msg, Some("write `port_map = { http = \"80\" }`".into()));
+            return;
+        }
+    };
+    for m in maps {
+        for (label, port) in m {
+            let number = match &port {
+                Value::String(s) => s.parse::<u16>().ok().filter(|p| *p > 0),
+                Value::Number(n) => {
+                    n.as_u64().and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0)
+                }
+                _ => None,
+            };
+            if number.is_none() {
+                c.error(
+                    &span,
+                    format!(
+                        "port_map.{label} must be a port number between 1 and 65535, got {port}"
+                    ),
+                    None,
+                );
+            }
+            if !task.ports.contains(&label) {
+                let hint = if task.ports.is_empty() {
+                    format!("declare it in the group: `network {{ port \"{label}\" {{}} }}`")
+                } else {
+                    format!("declared ports are: {}", task.ports.join(", "))
+                };
+                c.error(
+                    &span,
+                    format!("port_map refers to port \"{label}\", which is not declared"),
+                    Some(hint),
+                );
+            }
+        }
+    }
+}
+
+fn raw_exec(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
+    c.unknown_keys(RAW_EXEC_KEYS);
+    let at = task.config_span.unwrap_or(task.driver_span).clone();
+    c.require("command", &at, "\"/usr/local/bin/app\"");
+    if let Some(cmd) = c.string("command") {
+        if cmd.trim().is_empty() {
+            let span = c.get("command").map(|e| e.value_span.clone()).unwrap_or_default();
+            c.error(&span, "command must not be empty", None);
+        }
+    }
+    c.strings("args");
+}
