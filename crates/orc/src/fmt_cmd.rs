@@ -26,7 +26,7 @@ pub fn fmt(args: &FmtArgs) -> anyhow::Result<bool> {
         let formatted = match jobspec::format_source(&name, &source) {
             Ok(f) => f,
             Err(diagnostics) => {
-                eprint!("{diagnostics}");
+                eprintln!("{diagnostics}");
                 ok = false;
                 continue;
             }

@@ -38,7 +38,7 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<bool> {
             Ok(_) => println!("{}: Job validation successful", file.display()),
             Err(diagnostics) => {
                 all_valid = false;
-                eprint!("{diagnostics}");
+                eprintln!("{diagnostics}");
                 eprintln!("Job validation failed: {}", file.display());
             }
         }
@@ -52,7 +52,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let job = match jobspec::parse_file(&args.file, &opts) {
         Ok(job) => job,
         Err(diagnostics) => {
-            eprint!("{diagnostics}");
+            eprintln!("{diagnostics}");
             return Ok(false);
         }
     };
@@ -63,8 +63,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             args.file.display()
         );
     }
-    println!("{}", to_pretty_json(&serde_json::json!({ "Job": job }))?);
+    write_stdout(&to_pretty_json(&serde_json::json!({ "Job": job }))?)?;
     Ok(true)
+}
+
+/// Writes a line to stdout; a closed pipe (`orc ... | head`) is not an error.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// JSON indented with four spaces, as `nomad job run -output` prints it.
