@@ -342,6 +342,7 @@ pub struct GroupChecker {
     pool: String,
     region: String,
     cache: Vec<u8>,
+    class_checks: usize,
 }
 
 const UNKNOWN: u8 = 0;
@@ -376,6 +377,7 @@ impl GroupChecker {
             pool: if job.node_pool.is_empty() { "default".into() } else { job.node_pool.clone() },
             region: job.region.clone(),
             cache: vec![UNKNOWN; classes],
+            class_checks: 0,
         }
     }
 
@@ -416,6 +418,7 @@ impl GroupChecker {
         let slot = &mut self.cache[class as usize];
         match *slot {
             UNKNOWN => {
+                self.class_checks += 1;
                 let verdict = self.class_check(node);
                 self.cache[class as usize] = encode(verdict);
                 verdict?;
@@ -445,6 +448,11 @@ impl GroupChecker {
     /// cover (Nomad's "escaped" computed class).
     pub fn escaped(&self) -> bool {
         self.constraints.iter().any(|c| c.unique)
+    }
+
+    /// How many times the class-level checks actually ran (the rest were cache hits).
+    pub fn class_checks(&self) -> usize {
+        self.class_checks
     }
 
     /// The region used for `${node.region}`.

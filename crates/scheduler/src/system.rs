@@ -120,7 +120,7 @@ pub fn schedule_system(run: &mut Run, job: &Job) {
                 }
                 run.stop(s, DESC_UPDATING, false, Some(gi));
                 u.destructive_update += 1;
-            } else {
+            } else if node.is_schedulable() {
                 u.place += 1;
             }
             // Ineligible or not-yet-ready nodes keep what they run but get nothing new.
