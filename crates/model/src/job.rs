@@ -628,7 +628,10 @@ impl TaskGroup {
             service.canonicalize(&ServiceNames { job: job_name, group: &self.name, task: None });
         }
         for task in &mut self.tasks {
-            task.canonicalize(&group_restart, &ServiceNames { job: job_name, group: &self.name, task: None });
+            task.canonicalize(
+                &group_restart,
+                &ServiceNames { job: job_name, group: &self.name, task: None },
+            );
         }
     }
 

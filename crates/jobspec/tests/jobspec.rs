@@ -1,0 +1,1119 @@
+//! The jobspec crate through its public API: job files in, canonical JSON or rendered
+//! diagnostics out. One integration-test binary with a module per concern.
+
+use expect_test::{expect, Expect};
+use jobspec::{format_source, parse_file, parse_str, ParseOptions};
+use std::path::{Path, PathBuf};
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Parses with default options and renders either the canonical job as JSON or the diagnostics.
+fn render(src: &str, opts: &ParseOptions) -> String {
+    match parse_str("test.nomad", src, opts) {
+        Ok(job) => serde_json::to_string_pretty(&job).unwrap(),
+        Err(diags) => diags.to_string(),
+    }
+}
+
+fn check_err(src: &str, expect: Expect) {
+    let out = match parse_str("test.nomad", src, &ParseOptions::default()) {
+        Ok(_) => "parsed without errors".to_string(),
+        Err(diags) => diags.to_string(),
+    };
+    expect.assert_eq(&out);
+}
+
+/// The value at a JSON pointer of the canonical job, pretty-printed.
+fn json_at(src: &str, opts: &ParseOptions, pointer: &str) -> String {
+    match parse_str("test.nomad", src, opts) {
+        Ok(job) => {
+            let v = serde_json::to_value(&job).unwrap();
+            let at = v.pointer(pointer).unwrap_or_else(|| panic!("no {pointer} in {v}"));
+            serde_json::to_string_pretty(at).unwrap()
+        }
+        Err(diags) => diags.to_string(),
+    }
+}
+
+/// A minimal pot task body, so error cases can focus on one thing.
+const POT_CONFIG: &str = r#"
+      config {
+        image = "https://potluck.honeyguide.net/nginx-nomad"
+        pot   = "nginx-nomad-amd64-13_1"
+        tag   = "1.1.13"
+      }"#;
+
+mod corpus {
+    use super::*;
+
+    fn corpus_dir() -> PathBuf {
+        let dir = manifest_dir().join("../../../shared/corpus/potluck");
+        assert!(
+            dir.is_dir(),
+            "the job-file corpus is missing: expected {} (clone the shared directory beside the repository)",
+            dir.display()
+        );
+        dir
+    }
+
+    #[test]
+    fn every_well_formed_corpus_file_parses_and_validates() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "nomad"))
+            .filter(|p| !p.ends_with("rsnapshot-nomad.nomad"))
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 18, "expected 18 well-formed corpus files, found {files:?}");
+        for file in &files {
+            let job = parse_file(file, &ParseOptions::default())
+                .unwrap_or_else(|e| panic!("{} failed:\n{e}", file.display()));
+            assert!(!job.task_groups.is_empty(), "{}", file.display());
+            let task = &job.task_groups[0].tasks[0];
+            assert_eq!(task.driver, "pot", "{}", file.display());
+            assert!(task.config.contains_key("image"), "{}", file.display());
+        }
+    }
+
+    #[test]
+    fn rsnapshot_fails_at_its_missing_comma() {
+        let file = corpus_dir().join("rsnapshot-nomad.nomad");
+        let err = parse_file(&file, &ParseOptions::default()).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        let d = &err.0[0];
+        assert_eq!((d.line, d.col), (22, 11));
+        expect![[r#"
+            error: missing comma between list elements
+              --> rsnapshot.nomad:22:11
+               |
+            22 |           "/mnt/id_rsa:/root/.ssh/id_rsa",
+               |           ^
+               = help: separate list elements with commas: add `,` at the end of the previous element"#]]
+        .assert_eq(&jobspec::Diagnostics(vec![jobspec::Diagnostic { file: "rsnapshot.nomad".into(), ..d.clone() }]).to_string());
+    }
+
+    #[test]
+    fn corpus_details_survive_parsing() {
+        let dir = corpus_dir();
+        let postfix =
+            parse_file(&dir.join("postfix-backupmx-nomad.nomad"), &ParseOptions::default())
+                .unwrap();
+        let task = &postfix.task_groups[0].tasks[0];
+        let args: Vec<&str> =
+            task.config["args"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(args[5], r"'mx2.example1.com ESMTP \$mail_name'");
+        let net = &task.resources.as_ref().unwrap().networks[0];
+        assert_eq!(
+            (net.mbits, net.reserved_ports[0].label.as_str(), net.reserved_ports[0].value),
+            (10, "smtp", 25000)
+        );
+
+        let minio = parse_file(&dir.join("minio-nomad.nomad"), &ParseOptions::default()).unwrap();
+        let tpl = &minio.task_groups[0].tasks[0].templates[0];
+        assert!(tpl.envvars);
+        assert_eq!(tpl.dest_path, "secrets/file.env");
+        assert!(tpl.embedded_tmpl.starts_with("MINIO_ACCESS_KEY=\"superSecretMinioAccessKey\"\n"));
+
+        let nextcloud =
+            parse_file(&dir.join("nextcloud-nginx-nomad.nomad"), &ParseOptions::default()).unwrap();
+        let restart = nextcloud.task_groups[0].tasks[0].restart_policy.clone().unwrap();
+        assert_eq!(
+            (restart.attempts, restart.delay.as_secs(), restart.interval.as_secs()),
+            (3, 30, 1800)
+        );
+        let check = &nextcloud.task_groups[0].tasks[0].services[0].checks[0];
+        assert_eq!(check.check_restart.as_ref().unwrap().grace.as_secs(), 60);
+
+        let minipot =
+            parse_file(&dir.join("minipot-nginx-full.nomad"), &ParseOptions::default()).unwrap();
+        let update = minipot.task_groups[0].update.clone().unwrap();
+        assert_eq!(
+            (update.healthy_deadline.as_secs(), update.auto_revert, update.stagger.as_secs()),
+            (480, true, 30)
+        );
+    }
+
+    #[test]
+    fn formatting_the_corpus_is_idempotent_and_keeps_meaning() {
+        let dir = corpus_dir();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.ends_with("rsnapshot-nomad.nomad") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).unwrap();
+            let name = path.display().to_string();
+            let once = format_source(&name, &src).unwrap();
+            assert_eq!(
+                format_source(&name, &once).unwrap(),
+                once,
+                "{name} is not stable under fmt"
+            );
+            let before = parse_str(&name, &src, &ParseOptions::default()).unwrap();
+            let after = parse_str(&name, &once, &ParseOptions::default()).unwrap();
+            assert_eq!(before, after, "{name} changed meaning under fmt");
+            assert!(!once.contains('\t'), "{name}: tabs survived fmt");
+        }
+    }
+}
+
+mod seed {
+    use super::*;
+
+    fn fixture() -> String {
+        std::fs::read_to_string(manifest_dir().join("tests/fixtures/seed-nginx-typographic.job"))
+            .unwrap()
+    }
+
+    /// The job code block of the seed article, with its common one-space indentation removed.
+    fn extract_from_article() -> String {
+        let article = std::fs::read_to_string(
+            manifest_dir().join("../../../shared/seed/000_63e2c22a3838aaf6.txt"),
+        )
+        .expect("the seed article is missing: clone the shared directory beside the repository");
+        let lines: Vec<&str> = article.lines().collect();
+        let fences: Vec<usize> =
+            lines.iter().enumerate().filter(|(_, l)| l.trim() == "```").map(|(i, _)| i).collect();
+        let block = &lines[fences[0] + 1..fences[1]];
+        let indent = block
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.len() - l.trim_start_matches(' ').len())
+            .min()
+            .unwrap();
+        let mut out: String =
+            block.iter().map(|l| format!("{}\n", l.get(indent..).unwrap_or(""))).collect();
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    }
+
+    #[test]
+    fn the_fixture_is_the_article_job() {
+        assert_eq!(extract_from_article(), fixture());
+    }
+
+    #[test]
+    fn typographic_quotes_fail_at_1_5_with_the_straight_quote_hint() {
+        for src in [fixture(), extract_from_article()] {
+            let err = parse_str("nginx.job", &src, &ParseOptions::default()).unwrap_err();
+            let first = &err.0[0];
+            assert_eq!((first.line, first.col), (1, 5));
+            assert!(
+                first.message.contains("U+201C LEFT DOUBLE QUOTATION MARK “"),
+                "{}",
+                first.message
+            );
+            assert!(first
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("replace typographic quotes with straight ASCII quotes (\")"));
+        }
+        expect![[r#"
+            error: typographic quote U+201C LEFT DOUBLE QUOTATION MARK “ is not valid HCL
+             --> nginx.job:1:5
+              |
+            1 | job “nginx-minipot” {
+              |     ^
+              = help: replace typographic quotes with straight ASCII quotes ("), e.g. `job "nginx-minipot" {`; this usually comes from copying a job out of a PDF or a word processor
+
+            error: typographic quote U+201C LEFT DOUBLE QUOTATION MARK “ is not valid HCL
+             --> nginx.job:2:18
+              |
+            2 |   datacenters = [“minipot”]
+              |                  ^
+              = help: replace typographic quotes with straight ASCII quotes ("), e.g. `datacenters = ["minipot"]`; this usually comes from copying a job out of a PDF or a word processor
+
+            error: typographic quote U+201C LEFT DOUBLE QUOTATION MARK “ is not valid HCL
+             --> nginx.job:3:10
+              |
+            3 |   type = “service”
+              |          ^
+              = help: replace typographic quotes with straight ASCII quotes ("), e.g. `type = "service"`; this usually comes from copying a job out of a PDF or a word processor
+
+            error: typographic quote U+201C LEFT DOUBLE QUOTATION MARK “ is not valid HCL
+             --> nginx.job:4:9
+              |
+            4 |   group “group1” {
+              |         ^
+              = help: replace typographic quotes with straight ASCII quotes ("), e.g. `group "group1" {`; this usually comes from copying a job out of a PDF or a word processor
+
+            error: typographic quote U+201C LEFT DOUBLE QUOTATION MARK “ is not valid HCL
+             --> nginx.job:7:12
+              |
+            7 |       port “http” {}
+              |            ^
+              = help: replace typographic quotes with straight ASCII quotes ("), e.g. `port "http" {}`; this usually comes from copying a job out of a PDF or a word processor (15 more lines have typographic quotes)
+
+            5 errors in nginx.job"#]]
+        .assert_eq(&parse_str("nginx.job", &fixture(), &ParseOptions::default()).unwrap_err().to_string());
+    }
+
+    #[test]
+    fn the_seed_job_with_straight_quotes_parses() {
+        let straight: String = fixture()
+            .chars()
+            .map(|c| match c {
+                '“' | '”' => '"',
+                '’' => '\'',
+                c => c,
+            })
+            .collect();
+        let job = parse_str("nginx.job", &straight, &ParseOptions::default()).unwrap();
+        assert_eq!(job.id, "nginx-minipot");
+        let task = &job.task_groups[0].tasks[0];
+        assert_eq!(task.config["args"], serde_json::json!(["-g", "'daemon off;'"]));
+        assert_eq!(task.services[0].name, "hello-web");
+    }
+
+    #[test]
+    fn repository_examples_parse() {
+        let dir = manifest_dir().join("../../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "job" || e == "nomad" || e == "hcl") {
+                parse_file(&path, &ParseOptions::default())
+                    .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 1, "no examples found in {}", dir.display());
+    }
+}
+
+mod canonical {
+    use super::*;
+
+    #[test]
+    fn minimal_service_job_gets_every_default() {
+        let src = r#"
+job "web" {
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sleep"
+        args    = ["600"]
+      }
+    }
+  }
+}
+"#;
+        expect![[r#"
+            {
+              "Region": "global",
+              "Namespace": "default",
+              "ID": "web",
+              "Name": "web",
+              "Type": "service",
+              "Priority": 50,
+              "AllAtOnce": false,
+              "Datacenters": [
+                "*"
+              ],
+              "NodePool": "default",
+              "Constraints": [],
+              "Affinities": [],
+              "Spreads": [],
+              "TaskGroups": [
+                {
+                  "Name": "g",
+                  "Count": 1,
+                  "Constraints": [],
+                  "Affinities": [],
+                  "Spreads": [],
+                  "Tasks": [
+                    {
+                      "Name": "t",
+                      "Driver": "raw_exec",
+                      "User": "",
+                      "Lifecycle": null,
+                      "Config": {
+                        "args": [
+                          "600"
+                        ],
+                        "command": "/bin/sleep"
+                      },
+                      "Constraints": [],
+                      "Affinities": [],
+                      "Env": {},
+                      "Services": [],
+                      "Resources": {
+                        "CPU": 100,
+                        "Cores": 0,
+                        "MemoryMB": 300,
+                        "MemoryMaxMB": 0,
+                        "DiskMB": 0,
+                        "Networks": []
+                      },
+                      "RestartPolicy": {
+                        "Interval": 1800000000000,
+                        "Attempts": 2,
+                        "Delay": 15000000000,
+                        "Mode": "fail",
+                        "RenderTemplates": false
+                      },
+                      "Meta": {},
+                      "KillTimeout": 5000000000,
+                      "LogConfig": {
+                        "MaxFiles": 10,
+                        "MaxFileSizeMB": 10,
+                        "Disabled": false
+                      },
+                      "Artifacts": [],
+                      "Templates": [],
+                      "Leader": false,
+                      "ShutdownDelay": 0,
+                      "KillSignal": "SIGINT"
+                    }
+                  ],
+                  "RestartPolicy": {
+                    "Interval": 1800000000000,
+                    "Attempts": 2,
+                    "Delay": 15000000000,
+                    "Mode": "fail",
+                    "RenderTemplates": false
+                  },
+                  "ReschedulePolicy": {
+                    "Attempts": 0,
+                    "Interval": 0,
+                    "Delay": 30000000000,
+                    "DelayFunction": "exponential",
+                    "MaxDelay": 3600000000000,
+                    "Unlimited": true
+                  },
+                  "EphemeralDisk": {
+                    "Sticky": false,
+                    "Migrate": false,
+                    "SizeMB": 300
+                  },
+                  "Update": {
+                    "Stagger": 30000000000,
+                    "MaxParallel": 1,
+                    "HealthCheck": "checks",
+                    "MinHealthyTime": 10000000000,
+                    "HealthyDeadline": 300000000000,
+                    "ProgressDeadline": 600000000000,
+                    "Canary": 0,
+                    "AutoRevert": false,
+                    "AutoPromote": false
+                  },
+                  "Migrate": {
+                    "MaxParallel": 1,
+                    "HealthCheck": "checks",
+                    "MinHealthyTime": 10000000000,
+                    "HealthyDeadline": 300000000000
+                  },
+                  "Networks": [],
+                  "Meta": {},
+                  "Services": [],
+                  "ShutdownDelay": 0,
+                  "Scaling": null
+                }
+              ],
+              "Update": {
+                "Stagger": 30000000000,
+                "MaxParallel": 1,
+                "HealthCheck": "checks",
+                "MinHealthyTime": 10000000000,
+                "HealthyDeadline": 300000000000,
+                "ProgressDeadline": 600000000000,
+                "Canary": 0,
+                "AutoRevert": false,
+                "AutoPromote": false
+              },
+              "Reschedule": null,
+              "Migrate": null,
+              "Meta": {},
+              "Stop": false,
+              "Status": "pending",
+              "StatusDescription": "",
+              "Stable": false,
+              "Version": 0,
+              "SubmitTime": 0,
+              "CreateIndex": 0,
+              "ModifyIndex": 0,
+              "JobModifyIndex": 0
+            }"#]]
+        .assert_eq(&render(src, &ParseOptions::default()));
+    }
+
+    #[test]
+    fn batch_job_merges_restart_and_reschedule_over_type_defaults() {
+        let src = r#"
+job "report" {
+  type        = "batch"
+  datacenters = ["dc1", "dc2"]
+  priority    = 70
+  meta {
+    owner = "ops"
+  }
+  reschedule {
+    attempts = 3
+  }
+  group "run" {
+    count = 2
+    restart {
+      attempts = 5
+    }
+    task "main" {
+      driver = "raw_exec"
+      restart {
+        delay = "1m"
+      }
+      config {
+        command = "/usr/local/bin/report"
+      }
+      kill_timeout = "30s"
+      logs {
+        max_files     = 3
+        max_file_size = 5
+      }
+    }
+  }
+}
+"#;
+        expect![[r#"
+            {
+              "Name": "run",
+              "Count": 2,
+              "Constraints": [],
+              "Affinities": [],
+              "Spreads": [],
+              "Tasks": [
+                {
+                  "Name": "main",
+                  "Driver": "raw_exec",
+                  "User": "",
+                  "Lifecycle": null,
+                  "Config": {
+                    "command": "/usr/local/bin/report"
+                  },
+                  "Constraints": [],
+                  "Affinities": [],
+                  "Env": {},
+                  "Services": [],
+                  "Resources": {
+                    "CPU": 100,
+                    "Cores": 0,
+                    "MemoryMB": 300,
+                    "MemoryMaxMB": 0,
+                    "DiskMB": 0,
+                    "Networks": []
+                  },
+                  "RestartPolicy": {
+                    "Interval": 86400000000000,
+                    "Attempts": 5,
+                    "Delay": 60000000000,
+                    "Mode": "fail",
+                    "RenderTemplates": false
+                  },
+                  "Meta": {},
+                  "KillTimeout": 30000000000,
+                  "LogConfig": {
+                    "MaxFiles": 3,
+                    "MaxFileSizeMB": 5,
+                    "Disabled": false
+                  },
+                  "Artifacts": [],
+                  "Templates": [],
+                  "Leader": false,
+                  "ShutdownDelay": 0,
+                  "KillSignal": "SIGINT"
+                }
+              ],
+              "RestartPolicy": {
+                "Interval": 86400000000000,
+                "Attempts": 5,
+                "Delay": 15000000000,
+                "Mode": "fail",
+                "RenderTemplates": false
+              },
+              "ReschedulePolicy": {
+                "Attempts": 3,
+                "Interval": 86400000000000,
+                "Delay": 5000000000,
+                "DelayFunction": "constant",
+                "MaxDelay": 0,
+                "Unlimited": false
+              },
+              "EphemeralDisk": {
+                "Sticky": false,
+                "Migrate": false,
+                "SizeMB": 300
+              },
+              "Update": null,
+              "Migrate": null,
+              "Networks": [],
+              "Meta": {},
+              "Services": [],
+              "ShutdownDelay": 0,
+              "Scaling": null
+            }"#]]
+        .assert_eq(&json_at(src, &ParseOptions::default(), "/TaskGroups/0"));
+        expect!["null"].assert_eq(&json_at(src, &ParseOptions::default(), "/Update"));
+    }
+
+    #[test]
+    fn placement_rules_and_sugar() {
+        let src = r#"
+job "p" {
+  constraint {
+    attribute = "${attr.kernel.name}"
+    value     = "freebsd"
+  }
+  constraint {
+    distinct_hosts = true
+  }
+  constraint {
+    distinct_hosts = false
+  }
+  constraint {
+    attribute = "${attr.os.version}"
+    version   = ">= 13.1"
+  }
+  constraint {
+    distinct_property = "${meta.rack}"
+    value             = "2"
+  }
+  constraint {
+    attribute = meta.pool
+    regexp    = "^(a|b)$"
+  }
+  constraint {
+    attribute    = "${meta.features}"
+    set_contains = "zfs,vnet"
+  }
+  constraint {
+    attribute = "${meta.gpu}"
+    operator  = "is_not_set"
+  }
+  affinity {
+    attribute = "${node.datacenter}"
+    value     = "dc1"
+  }
+  affinity {
+    attribute = "${meta.ssd}"
+    value     = "true"
+    weight    = -30
+  }
+  spread {
+    attribute = "${node.datacenter}"
+    target "dc1" {
+      percent = 70
+    }
+    target "dc2" {
+      percent = 30
+    }
+  }
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#;
+        let opts = ParseOptions::default();
+        expect![[r#"
+            [
+              {
+                "LTarget": "${attr.kernel.name}",
+                "RTarget": "freebsd",
+                "Operand": "="
+              },
+              {
+                "LTarget": "",
+                "RTarget": "",
+                "Operand": "distinct_hosts"
+              },
+              {
+                "LTarget": "${attr.os.version}",
+                "RTarget": ">= 13.1",
+                "Operand": "version"
+              },
+              {
+                "LTarget": "${meta.rack}",
+                "RTarget": "2",
+                "Operand": "distinct_property"
+              },
+              {
+                "LTarget": "${meta.pool}",
+                "RTarget": "^(a|b)$",
+                "Operand": "regexp"
+              },
+              {
+                "LTarget": "${meta.features}",
+                "RTarget": "zfs,vnet",
+                "Operand": "set_contains"
+              },
+              {
+                "LTarget": "${meta.gpu}",
+                "RTarget": "",
+                "Operand": "is_not_set"
+              }
+            ]"#]]
+        .assert_eq(&json_at(src, &opts, "/Constraints"));
+        expect![[r#"
+            [
+              {
+                "LTarget": "${node.datacenter}",
+                "RTarget": "dc1",
+                "Operand": "=",
+                "Weight": 50
+              },
+              {
+                "LTarget": "${meta.ssd}",
+                "RTarget": "true",
+                "Operand": "=",
+                "Weight": -30
+              }
+            ]"#]]
+        .assert_eq(&json_at(src, &opts, "/Affinities"));
+        expect![[r#"
+            [
+              {
+                "Attribute": "${node.datacenter}",
+                "Weight": 50,
+                "SpreadTarget": [
+                  {
+                    "Value": "dc1",
+                    "Percent": 70
+                  },
+                  {
+                    "Value": "dc2",
+                    "Percent": 30
+                  }
+                ]
+              }
+            ]"#]]
+        .assert_eq(&json_at(src, &opts, "/Spreads"));
+    }
+
+    #[test]
+    fn runtime_interpolation_is_kept_verbatim_and_variables_are_substituted() {
+        let src = r#"
+variable "dc" {
+  type    = string
+  default = "eu-1"
+}
+variable "ports" {
+  type    = list(string)
+  default = ["http", "admin"]
+}
+locals {
+  name   = "${upper(var.dc)}-web"
+  labels = join(",", [for p in var.ports : "port-${p}"])
+}
+job "interp" {
+  datacenters = [var.dc]
+  group "g" {
+    network {
+      dynamic "port" {
+        for_each = var.ports
+        labels   = [port.value]
+        content {
+          to = 8000 + port.key
+        }
+      }
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/echo"
+        args = [
+          "${NOMAD_PORT_http}",
+          "${attr.kernel.name}",
+          "${node.unique.id}",
+          "${meta.x}",
+          "${env["X"]}",
+          "with spaces ${   root.  field[  "FOO"].5  }",
+          "${local.name}:${NOMAD_ALLOC_INDEX}",
+          local.labels,
+          meta.mytest,
+          format("%s-%03d", var.dc, 7),
+        ]
+      }
+      env {
+        ADDR = "${NOMAD_IP_http}:${NOMAD_PORT_http}"
+        DC   = var.dc
+      }
+    }
+  }
+}
+"#;
+        let opts = ParseOptions::default();
+        expect![[r#"
+            [
+              "${NOMAD_PORT_http}",
+              "${attr.kernel.name}",
+              "${node.unique.id}",
+              "${meta.x}",
+              "${env[\"X\"]}",
+              "with spaces ${   root.  field[  \"FOO\"].5  }",
+              "EU-1-web:${NOMAD_ALLOC_INDEX}",
+              "port-http,port-admin",
+              "${meta.mytest}",
+              "eu-1-007"
+            ]"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Tasks/0/Config/args"));
+        expect![[r#"
+            {
+              "ADDR": "${NOMAD_IP_http}:${NOMAD_PORT_http}",
+              "DC": "eu-1"
+            }"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Tasks/0/Env"));
+        expect![[r#"
+            [
+              {
+                "Label": "http",
+                "Value": 0,
+                "To": 8000,
+                "HostNetwork": ""
+              },
+              {
+                "Label": "admin",
+                "Value": 0,
+                "To": 8001,
+                "HostNetwork": ""
+              }
+            ]"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Networks/0/DynamicPorts"));
+    }
+
+    #[test]
+    fn services_checks_and_task_features() {
+        let src = r#"
+job "svc" {
+  type = "system"
+  update {
+    max_parallel = 2
+  }
+  group "g" {
+    network {
+      mode = "host"
+      port "http" {
+        static = 8080
+        to     = 80
+      }
+      port "metrics" {}
+    }
+    update {
+      canary = 1
+    }
+    service {
+      port     = "http"
+      provider = "orc"
+      tags     = ["web"]
+      check {
+        type     = "http"
+        path     = "/health"
+        interval = "10s"
+        timeout  = "2s"
+        header {
+          X-Probe = ["orc"]
+        }
+      }
+    }
+    task "t" {
+      driver = "pot"
+      leader = true
+      config {
+        image    = "https://potluck.honeyguide.net/nginx-nomad"
+        pot      = "nginx-nomad-amd64-13_1"
+        tag      = "1.1.13"
+        port_map = { http = "80" }
+      }
+      service {
+        name     = "${TASK}-metrics"
+        port     = "metrics"
+        provider = "nomad"
+        check_restart {
+          limit = 3
+        }
+        check {
+          type     = "tcp"
+          interval = "30s"
+          timeout  = "5s"
+        }
+      }
+      lifecycle {
+        hook    = "poststart"
+        sidecar = true
+      }
+      template {
+        data        = "addr={{ env \"NOMAD_ADDR_http\" }}"
+        destination = "local/app.env"
+        env         = true
+        perms       = "600"
+        wait {
+          min = "2s"
+          max = "10s"
+        }
+      }
+      artifact {
+        source      = "https://example.com/app.tar.gz"
+        destination = "local/app"
+        options {
+          checksum = "sha256:abcd"
+        }
+      }
+      resources {
+        cores      = 2
+        memory     = 256
+        memory_max = 512
+      }
+    }
+  }
+}
+"#;
+        let opts = ParseOptions::default();
+        expect![[r#"
+            [
+              {
+                "Name": "svc-g",
+                "Tags": [
+                  "web"
+                ],
+                "CanaryTags": [],
+                "EnableTagOverride": false,
+                "PortLabel": "http",
+                "AddressMode": "auto",
+                "Address": "",
+                "Checks": [
+                  {
+                    "Name": "service: \"svc-g\" check",
+                    "Type": "http",
+                    "Command": "",
+                    "Args": [],
+                    "Path": "/health",
+                    "Protocol": "http",
+                    "PortLabel": "",
+                    "AddressMode": "",
+                    "Interval": 10000000000,
+                    "Timeout": 2000000000,
+                    "InitialStatus": "pending",
+                    "TLSSkipVerify": false,
+                    "TLSServerName": "",
+                    "Method": "GET",
+                    "Header": {
+                      "X-Probe": [
+                        "orc"
+                      ]
+                    },
+                    "Body": "",
+                    "CheckRestart": null,
+                    "TaskName": "",
+                    "SuccessBeforePassing": 0,
+                    "FailuresBeforeCritical": 0,
+                    "FailuresBeforeWarning": 0,
+                    "OnUpdate": "require_healthy"
+                  }
+                ],
+                "CheckRestart": null,
+                "Meta": {},
+                "CanaryMeta": {},
+                "TaskName": "",
+                "OnUpdate": "require_healthy",
+                "Provider": "nomad"
+              }
+            ]"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Services"));
+        expect![[r#"
+            [
+              {
+                "Name": "t-metrics",
+                "Tags": [],
+                "CanaryTags": [],
+                "EnableTagOverride": false,
+                "PortLabel": "metrics",
+                "AddressMode": "auto",
+                "Address": "",
+                "Checks": [
+                  {
+                    "Name": "service: \"t-metrics\" check",
+                    "Type": "tcp",
+                    "Command": "",
+                    "Args": [],
+                    "Path": "",
+                    "Protocol": "",
+                    "PortLabel": "",
+                    "AddressMode": "",
+                    "Interval": 30000000000,
+                    "Timeout": 5000000000,
+                    "InitialStatus": "pending",
+                    "TLSSkipVerify": false,
+                    "TLSServerName": "",
+                    "Method": "",
+                    "Header": {},
+                    "Body": "",
+                    "CheckRestart": {
+                      "Limit": 3,
+                      "Grace": 1000000000,
+                      "IgnoreWarnings": false
+                    },
+                    "TaskName": "",
+                    "SuccessBeforePassing": 0,
+                    "FailuresBeforeCritical": 0,
+                    "FailuresBeforeWarning": 0,
+                    "OnUpdate": "require_healthy"
+                  }
+                ],
+                "CheckRestart": {
+                  "Limit": 3,
+                  "Grace": 1000000000,
+                  "IgnoreWarnings": false
+                },
+                "Meta": {},
+                "CanaryMeta": {},
+                "TaskName": "",
+                "OnUpdate": "require_healthy",
+                "Provider": "nomad"
+              }
+            ]"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Tasks/0/Services"));
+        expect![[r#"
+            [
+              {
+                "SourcePath": "",
+                "DestPath": "local/app.env",
+                "EmbeddedTmpl": "addr={{ env \"NOMAD_ADDR_http\" }}",
+                "ChangeMode": "restart",
+                "ChangeSignal": "",
+                "Splay": 5000000000,
+                "Perms": "0600",
+                "Uid": null,
+                "Gid": null,
+                "LeftDelim": "{{",
+                "RightDelim": "}}",
+                "Envvars": true,
+                "ErrMissingKey": false,
+                "Once": false,
+                "Wait": {
+                  "Min": 2000000000,
+                  "Max": 10000000000
+                }
+              }
+            ]"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Tasks/0/Templates"));
+        expect![[r#"
+            [
+              {
+                "GetterSource": "https://example.com/app.tar.gz",
+                "GetterOptions": {
+                  "checksum": "sha256:abcd"
+                },
+                "GetterHeaders": {},
+                "GetterMode": "any",
+                "RelativeDest": "local/app",
+                "Chown": false
+              }
+            ]"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Tasks/0/Artifacts"));
+        expect![[r#"
+            {
+              "CPU": 0,
+              "Cores": 2,
+              "MemoryMB": 256,
+              "MemoryMaxMB": 512,
+              "DiskMB": 0,
+              "Networks": []
+            }"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Tasks/0/Resources"));
+        expect![[r#"
+            {
+              "Stagger": 30000000000,
+              "MaxParallel": 2,
+              "HealthCheck": "checks",
+              "MinHealthyTime": 10000000000,
+              "HealthyDeadline": 300000000000,
+              "ProgressDeadline": 600000000000,
+              "Canary": 1,
+              "AutoRevert": false,
+              "AutoPromote": false
+            }"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Update"));
+        let job = parse_str("t", src, &opts).unwrap();
+        assert!(
+            job.task_groups[0].reschedule_policy.is_none(),
+            "system jobs are never rescheduled"
+        );
+        assert!(job.task_groups[0].migrate.is_none());
+        assert_eq!(job.task_groups[0].networks[0].reserved_ports[0].value, 8080);
+    }
+
+    #[test]
+    fn a_task_directly_in_a_job_becomes_a_group_and_scaling_sets_count() {
+        let src = r#"
+job "lone" {
+  id   = "lone-id"
+  name = "Lone job"
+  task "solo" {
+    driver = "raw_exec"
+    config {
+      command = "/bin/true"
+    }
+  }
+  group "scaled" {
+    scaling {
+      min = 3
+      max = 10
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#;
+        let job = parse_str("t", src, &ParseOptions::default()).unwrap();
+        assert_eq!((job.id.as_str(), job.name.as_str()), ("lone-id", "Lone job"));
+        let names: Vec<(&str, u32, &str)> = job
+            .task_groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.count, g.tasks[0].name.as_str()))
+            .collect();
+        assert_eq!(names, vec![("solo", 1, "solo"), ("scaled", 3, "t")]);
+        assert_eq!(job.task_groups[1].scaling.as_ref().unwrap().min, Some(3));
+    }
+
+    #[test]
+    fn meta_and_env_accept_map_attributes() {
+        let src = r#"
+job "m" {
+  meta = { "team.name" = "ops", level = 3 }
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      env    = { PATH = "/bin", DEBUG = true }
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#;
+        let opts = ParseOptions::default();
+        expect![[r#"
+            {
+              "level": "3",
+              "team.name": "ops"
+            }"#]]
+        .assert_eq(&json_at(src, &opts, "/Meta"));
+        expect![[r#"
+            {
+              "DEBUG": "true",
+              "PATH": "/bin"
+            }"#]]
+        .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Tasks/0/Env"));
+    }
+}
