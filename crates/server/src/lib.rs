@@ -5,8 +5,15 @@
 //! listeners and connectors), `raft` (the only openraft user).
 
 pub mod codec;
+pub mod config;
 pub mod raft;
 pub mod rpc;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod transport;
+
+pub use config::Config;
+pub use server::{
+    Consistency, Error, Seams, Server, ServerHandle, ServerMember, StartError, Written,
+};

@@ -99,7 +99,7 @@ impl Default for RaftTiming {
 }
 
 /// Why a proposal or membership change did not happen here.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum ProposeError {
     /// This server is not the leader; `leader` is who it believes is.
     #[error("not the leader")]

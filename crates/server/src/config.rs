@@ -1,0 +1,183 @@
+//! The server agent's configuration, shaped like Nomad's agent configuration so operators can
+//! bring their files: `data_dir`, `bind_addr`, `ports`, and a `server` block with
+//! `bootstrap_expect` and `server_join { retry_join }`.
+//!
+//! This module owns the settings and their defaults. It deserialises with serde from any
+//! self-describing format (the CLI parses HCL into it); it does not read files or flags itself.
+
+use crate::raft::RaftTiming;
+use serde::{Deserialize, Deserializer};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The agent configuration (the part a server uses).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The server's name in `orc server members`; defaults to the host name.
+    pub name: String,
+    pub region: String,
+    pub datacenter: String,
+    /// Where the server keeps its Raft log, snapshots and identity (under `server/`). Without
+    /// one the server keeps everything in memory (dev mode).
+    pub data_dir: Option<PathBuf>,
+    /// The address the listeners bind to.
+    pub bind_addr: String,
+    pub ports: Ports,
+    /// The addresses other servers reach this one at, when `bind_addr` is not routable.
+    pub advertise: Advertise,
+    pub server: ServerBlock,
+    /// Raft timing; not part of Nomad's file format.
+    #[serde(skip)]
+    pub raft: RaftTiming,
+    /// How long a write or a consistent read may wait for a leader and a quorum before failing
+    /// with a clear error. Not part of Nomad's file format.
+    #[serde(skip)]
+    pub request_timeout: Duration,
+    /// A fixed server ID (tests, the simulator). Normally generated once and kept in `data_dir`.
+    #[serde(skip)]
+    pub node_id: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: String::new(),
+            region: "global".into(),
+            datacenter: "dc1".into(),
+            data_dir: None,
+            bind_addr: "0.0.0.0".into(),
+            ports: Ports::default(),
+            advertise: Advertise::default(),
+            server: ServerBlock::default(),
+            raft: RaftTiming::default(),
+            request_timeout: Duration::from_secs(10),
+            node_id: None,
+        }
+    }
+}
+
+/// `ports { http = 4646 rpc = 4647 serf = 4648 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ports {
+    pub http: u16,
+    /// Server-to-server gRPC (Raft, forwarding, joins).
+    pub rpc: u16,
+    /// Accepted for compatibility with Nomad files; orc has no gossip layer, joins use `rpc`.
+    pub serf: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports { http: 4646, rpc: 4647, serf: 4648 }
+    }
+}
+
+/// `advertise { rpc = "10.0.0.1:4647" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Advertise {
+    pub http: Option<String>,
+    pub rpc: Option<String>,
+    pub serf: Option<String>,
+}
+
+/// `server { enabled = true bootstrap_expect = 3 server_join { ... } }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerBlock {
+    pub enabled: bool,
+    /// How many servers must know of each other before the cluster bootstraps. 1 means this
+    /// server bootstraps alone (dev mode).
+    pub bootstrap_expect: u32,
+    pub server_join: ServerJoin,
+}
+
+impl Default for ServerBlock {
+    fn default() -> Self {
+        ServerBlock { enabled: false, bootstrap_expect: 1, server_join: ServerJoin::default() }
+    }
+}
+
+/// `server_join { retry_join = ["10.0.0.2", "10.0.0.3:4647"] retry_interval = "30s" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerJoin {
+    /// Other servers' RPC addresses; the port defaults to 4647.
+    pub retry_join: Vec<String>,
+    /// Nomad's default is 30 s; a Go duration string in files.
+    #[serde(deserialize_with = "go_duration")]
+    pub retry_interval: Duration,
+    /// 0 means retry forever, as in Nomad.
+    pub retry_max: u32,
+}
+
+impl Default for ServerJoin {
+    fn default() -> Self {
+        ServerJoin { retry_join: Vec::new(), retry_interval: Duration::from_secs(30), retry_max: 0 }
+    }
+}
+
+fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    model::duration::parse_go_duration(&s).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// `retry_join` addresses with the default RPC port filled in.
+    pub fn join_addrs(&self) -> Vec<String> {
+        self.server
+            .server_join
+            .retry_join
+            .iter()
+            .map(|a| match (has_port(a), a.contains(':')) {
+                (true, _) => a.clone(),
+                (false, true) => format!("[{a}]:{}", Ports::default().rpc),
+                (false, false) => format!("{a}:{}", Ports::default().rpc),
+            })
+            .collect()
+    }
+}
+
+fn has_port(addr: &str) -> bool {
+    match addr.rsplit_once(':') {
+        // `[::1]:4647` or `host:4647`, but not a bare IPv6 address.
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok() && (host.ends_with(']') || !host.contains(':'))
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_addresses_get_the_default_rpc_port() {
+        let mut c = Config::default();
+        c.server.server_join.retry_join =
+            vec!["10.0.0.1".into(), "10.0.0.2:9000".into(), "[::1]:4700".into(), "::1".into()];
+        assert_eq!(
+            c.join_addrs(),
+            vec!["10.0.0.1:4647", "10.0.0.2:9000", "[::1]:4700", "[::1]:4647"]
+        );
+    }
+
+    #[test]
+    fn deserialises_nomad_shaped_settings() {
+        let json = r#"{
+            "data_dir": "/var/lib/orc",
+            "bind_addr": "127.0.0.1",
+            "ports": { "rpc": 5647 },
+            "server": { "enabled": true, "bootstrap_expect": 3,
+                        "server_join": { "retry_join": ["a", "b"], "retry_interval": "15s" } }
+        }"#;
+        let c: Config = serde_json::from_str(json).unwrap();
+        assert_eq!(c.ports, Ports { http: 4646, rpc: 5647, serf: 4648 });
+        assert_eq!(c.server.bootstrap_expect, 3);
+        assert_eq!(c.server.server_join.retry_interval, Duration::from_secs(15));
+        assert!(serde_json::from_str::<Config>(r#"{"server": {"bootstrap": 1}}"#).is_err());
+    }
+}

@@ -1,0 +1,666 @@
+//! A running server: cluster formation, leader forwarding, consistent and stale reads, blocking
+//! waits, and membership operations, over the `raft` module.
+//!
+//! This module owns the server's request semantics: any server accepts writes and forwards them
+//! to the leader; a request that finds no leader or no quorum fails with a clear error within
+//! `Config::request_timeout` instead of hanging. It does not speak openraft's types (the `raft`
+//! module does), bind sockets (listeners and connectors are passed in as [`Seams`]), or serve
+//! HTTP.
+
+use crate::codec;
+use crate::config::Config;
+use crate::raft::{Member, ProposeError, RaftNode};
+use crate::rpc::{self, RpcError};
+use crate::state::{Command, Outcome, State};
+use crate::store::{MemStore, SledStore, Store, StoreError};
+use crate::transport::{Connector, Listener, TcpConnector};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Errors a request can end with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no cluster leader: none was elected within {waited_ms} ms; check that a majority of \
+         servers is running and can reach each other"
+    )]
+    NoLeader { waited_ms: u128 },
+    #[error(
+        "no quorum: the leader at {leader} could not commit within {waited_ms} ms, so a majority \
+         of servers is unreachable from it; the request was not acknowledged and may or may not \
+         take effect once the servers reconnect"
+    )]
+    NoQuorum { leader: String, waited_ms: u128 },
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    #[error("server not found: {0}")]
+    UnknownServer(String),
+    #[error("server stopped: {0}")]
+    Stopped(String),
+}
+
+/// Errors starting a server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("opening the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Raft(String),
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Linearizable: the leader confirms its leadership with a quorum and the read waits until
+    /// this server has applied everything committed before it. Nomad's default.
+    Consistent,
+    /// Whatever this server has applied; may lag the leader. Nomad's `?stale`.
+    Stale,
+}
+
+/// An acknowledged write: committed by a quorum and applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The Raft log index of the write: wait for this index to read your own write anywhere.
+    pub index: u64,
+    pub outcome: Outcome,
+}
+
+/// Liveness of a server as seen from the one asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberStatus {
+    Alive,
+    Failed,
+}
+
+/// A row of `orc server members` / `orc operator raft list-peers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerMember {
+    pub id: u64,
+    pub addr: String,
+    pub voter: bool,
+    pub leader: bool,
+    pub status: MemberStatus,
+}
+
+/// What a server needs from outside: how peers reach it, and how it reaches them.
+pub struct Seams {
+    /// Accepts server-to-server RPC.
+    pub rpc_listener: Box<dyn Listener>,
+    /// The address peers use to reach `rpc_listener`.
+    pub rpc_advertise: String,
+    pub connector: Arc<dyn Connector>,
+    /// Overrides the store chosen from `Config::data_dir` (the simulator passes its own).
+    pub store: Option<Arc<dyn Store>>,
+}
+
+impl Seams {
+    /// Plain TCP on `bind_addr:ports.rpc`, advertising `advertise.rpc` or the bound address.
+    pub async fn tcp(config: &Config) -> std::io::Result<Seams> {
+        let listener =
+            tokio::net::TcpListener::bind((config.bind_addr.as_str(), config.ports.rpc)).await?;
+        let local = listener.local_addr()?;
+        let advertise = match &config.advertise.rpc {
+            Some(a) => a.clone(),
+            None if local.ip().is_unspecified() => {
+                return Err(std::io::Error::other(format!(
+                    "bind_addr {} is not an address other servers can reach; set advertise {{ rpc = \"<ip>:{}\" }}",
+                    config.bind_addr,
+                    local.port()
+                )))
+            }
+            None => local.to_string(),
+        };
+        Ok(Seams {
+            rpc_listener: Box::new(listener),
+            rpc_advertise: advertise,
+            connector: Arc::new(TcpConnector),
+            store: None,
+        })
+    }
+}
+
+/// Starts servers.
+pub struct Server;
+
+impl Server {
+    /// Starts a server: recovers (or creates) its store, starts Raft and the RPC listener, and
+    /// begins joining or bootstrapping the cluster in the background.
+    pub async fn start(config: Config, seams: Seams) -> Result<ServerHandle, StartError> {
+        let (store, id): (Arc<dyn Store>, u64) = match (&seams.store, &config.data_dir) {
+            (Some(store), _) => (store.clone(), config.node_id.unwrap_or_else(random_id)),
+            (None, Some(dir)) => {
+                let dir = dir.join("server");
+                let id = match config.node_id {
+                    Some(id) => id,
+                    None => load_or_create_id(&dir)?,
+                };
+                (Arc::new(open_sled(&dir.join("raft"))?), id)
+            }
+            (None, None) => (Arc::new(MemStore::new()), config.node_id.unwrap_or_else(random_id)),
+        };
+        let client = Arc::new(rpc::Client::new(seams.connector.clone()));
+        let raft = RaftNode::start(id, store, client.clone(), &config.raft)
+            .await
+            .map_err(StartError::Raft)?;
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let inner = Arc::new(Inner {
+            id,
+            addr: seams.rpc_advertise.clone(),
+            config,
+            raft,
+            client,
+            known: Mutex::new(BTreeMap::new()),
+            shutdown_tx: Mutex::new(Some(shutdown_tx)),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let handler: Arc<dyn rpc::Handler> = Arc::new(Handler(inner.clone()));
+        let listener = seams.rpc_listener;
+        let serve = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = shutdown_rx.await;
+            };
+            if let Err(e) = rpc::serve(listener, handler, shutdown).await {
+                tracing::error!(error = %e, "server RPC listener failed");
+            }
+        });
+        let form = tokio::spawn(form_cluster(inner.clone()));
+        inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend([serve, form]);
+        tracing::info!(id, addr = %inner.addr, "server started");
+        Ok(ServerHandle { inner })
+    }
+}
+
+fn open_sled(dir: &Path) -> Result<SledStore, StartError> {
+    // A server restarted in the same process may find the previous instance's files still
+    // locked for a moment while its last tasks wind down.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match SledStore::open(dir) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "store busy; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A random server ID. The process's hasher keys are random, which is all an ID needs.
+fn random_id() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// The server's identity survives restarts in `data_dir/server/node-id`, so a restarted
+/// server rejoins as itself.
+fn load_or_create_id(dir: &Path) -> Result<u64, StartError> {
+    let path = dir.join("node-id");
+    let io = |source| StartError::DataDir { path: path.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|e| io(std::io::Error::other(format!("node-id is not a number: {e}")))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = random_id();
+            let tmp = dir.join("node-id.tmp");
+            std::fs::write(&tmp, format!("{id}\n")).map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            Ok(id)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+struct Inner {
+    id: u64,
+    addr: String,
+    config: Config,
+    raft: RaftNode,
+    client: Arc<rpc::Client>,
+    /// Servers learned through joins: address → ID.
+    known: Mutex<BTreeMap<String, u64>>,
+    shutdown_tx: Mutex<Option<oneshot::Sender<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A handle on a running server. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    inner: Arc<Inner>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-to-server messages (beyond Raft's own).
+
+const HELLO: &str = "server.Hello";
+const LEADER: &str = "server.Leader";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Hello {
+    id: u64,
+    addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HelloReply {
+    id: u64,
+    addr: String,
+    initialized: bool,
+    known: Vec<(String, u64)>,
+}
+
+/// Work only the leader may do; forwarded there by any server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum LeaderRequest {
+    Write(Command),
+    ReadIndex,
+    AddVoter { id: u64, addr: String },
+    RemoveMember { id: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum LeaderReply {
+    Written { index: u64, outcome: Outcome },
+    ReadIndex(u64),
+    Done,
+}
+
+/// Why one attempt at leader work failed.
+enum Attempt {
+    Propose(ProposeError),
+    Rpc(RpcError),
+    TimedOut,
+}
+
+impl Inner {
+    /// Does leader work here, without forwarding (the caller forwards).
+    async fn on_leader(&self, req: LeaderRequest) -> Result<LeaderReply, ProposeError> {
+        match req {
+            LeaderRequest::Write(command) => self
+                .raft
+                .propose(command)
+                .await
+                .map(|(index, outcome)| LeaderReply::Written { index, outcome }),
+            LeaderRequest::ReadIndex => self.raft.read_index().await.map(LeaderReply::ReadIndex),
+            LeaderRequest::AddVoter { id, addr } => {
+                self.raft.add_voter(id, &addr).await.map(|()| LeaderReply::Done)
+            }
+            LeaderRequest::RemoveMember { id } => {
+                self.raft.remove_member(id).await.map(|()| LeaderReply::Done)
+            }
+        }
+    }
+
+    /// Runs leader work on whichever server leads, retrying across elections until
+    /// `request_timeout`.
+    async fn leader_call(&self, req: LeaderRequest) -> Result<LeaderReply, Error> {
+        let timeout = self.config.request_timeout;
+        let start = Instant::now();
+        let mut seen_leader: Option<String> = None;
+        loop {
+            let remaining = timeout.saturating_sub(start.elapsed());
+            if remaining.is_zero() {
+                return Err(gave_up(seen_leader, timeout));
+            }
+            let leader = self.raft.leader();
+            let attempt = match &leader {
+                Some(m) if m.id != self.id => {
+                    seen_leader = Some(m.addr.clone());
+                    self.remote_leader(&m.addr, &req, remaining).await
+                }
+                _ => {
+                    if leader.is_some() {
+                        seen_leader = Some(self.addr.clone());
+                    }
+                    match tokio::time::timeout(remaining, self.on_leader(req.clone())).await {
+                        Ok(reply) => reply.map_err(Attempt::Propose),
+                        Err(_) => Err(Attempt::TimedOut),
+                    }
+                }
+            };
+            match attempt {
+                Ok(reply) => return Ok(reply),
+                Err(Attempt::TimedOut) => return Err(gave_up(seen_leader, timeout)),
+                Err(Attempt::Propose(ProposeError::Membership(m))) => {
+                    return Err(Error::Membership(m))
+                }
+                Err(Attempt::Propose(ProposeError::Stopped(s))) if leader.is_none() => {
+                    return Err(Error::Stopped(s))
+                }
+                // Not the leader (any more), leader unreachable, or leadership unconfirmed:
+                // wait for the election to settle and try again.
+                Err(Attempt::Propose(e)) => {
+                    tracing::debug!(error = %e, "leader work refused; retrying")
+                }
+                Err(Attempt::Rpc(e)) => tracing::debug!(error = %e, "forwarding failed; retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(50).min(remaining)).await;
+        }
+    }
+
+    async fn remote_leader(
+        &self,
+        addr: &str,
+        req: &LeaderRequest,
+        timeout: Duration,
+    ) -> Result<LeaderReply, Attempt> {
+        let reply = self
+            .client
+            .call(addr, LEADER, Bytes::from(codec::encode(req)), timeout)
+            .await
+            .map_err(|e| match e {
+                RpcError::Timeout { .. } => Attempt::TimedOut,
+                e => Attempt::Rpc(e),
+            })?;
+        let decoded: Result<LeaderReply, ProposeError> = codec::decode(&reply).map_err(|e| {
+            Attempt::Rpc(RpcError::Remote {
+                addr: addr.to_owned(),
+                method: LEADER.to_owned(),
+                message: format!("undecodable reply: {e}"),
+            })
+        })?;
+        decoded.map_err(Attempt::Propose)
+    }
+
+    async fn hello(&self, addr: &str, timeout: Duration) -> Result<HelloReply, RpcError> {
+        let req = Hello { id: self.id, addr: self.addr.clone() };
+        let reply =
+            self.client.call(addr, HELLO, Bytes::from(codec::encode(&req)), timeout).await?;
+        codec::decode(&reply).map_err(|e| RpcError::Remote {
+            addr: addr.to_owned(),
+            method: HELLO.to_owned(),
+            message: format!("undecodable reply: {e}"),
+        })
+    }
+
+    fn learn(&self, addr: String, id: u64) {
+        if addr != self.addr {
+            self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, id);
+        }
+    }
+}
+
+fn gave_up(seen_leader: Option<String>, timeout: Duration) -> Error {
+    match seen_leader {
+        Some(leader) => Error::NoQuorum { leader, waited_ms: timeout.as_millis() },
+        None => Error::NoLeader { waited_ms: timeout.as_millis() },
+    }
+}
+
+struct Handler(Arc<Inner>);
+
+impl rpc::Handler for Handler {
+    fn handle(&self, method: String, body: Bytes) -> BoxFuture<'static, Result<Bytes, String>> {
+        let inner = self.0.clone();
+        if method.starts_with("raft.") {
+            return inner.raft.handle_rpc(&method, body);
+        }
+        Box::pin(async move {
+            match method.as_str() {
+                HELLO => {
+                    let hello: Hello = codec::decode(&body).map_err(|e| e.to_string())?;
+                    inner.learn(hello.addr, hello.id);
+                    let known = inner
+                        .known
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .map(|(a, i)| (a.clone(), *i))
+                        .collect();
+                    let reply = HelloReply {
+                        id: inner.id,
+                        addr: inner.addr.clone(),
+                        initialized: inner.raft.is_initialized().await,
+                        known,
+                    };
+                    Ok(Bytes::from(codec::encode(&reply)))
+                }
+                LEADER => {
+                    let req: LeaderRequest = codec::decode(&body).map_err(|e| e.to_string())?;
+                    let reply = inner.on_leader(req).await;
+                    Ok(Bytes::from(codec::encode(&reply)))
+                }
+                other => Err(format!("unknown method {other}")),
+            }
+        })
+    }
+}
+
+/// Joins or bootstraps the cluster, retrying `retry_join` until this server is part of a Raft
+/// configuration. The cluster bootstraps once `bootstrap_expect` servers know of each other;
+/// exactly one of them, the one with the lowest address, initialises it with all of them, so
+/// two servers can never bootstrap two clusters from the same set.
+async fn form_cluster(inner: Arc<Inner>) {
+    let expect = inner.config.server.bootstrap_expect.max(1) as usize;
+    let joins: Vec<String> =
+        inner.config.join_addrs().into_iter().filter(|a| *a != inner.addr).collect();
+    let interval = inner.config.server.server_join.retry_interval;
+    let retry_max = inner.config.server.server_join.retry_max;
+    let mut attempt = 0u32;
+    loop {
+        if inner.raft.is_initialized().await {
+            tracing::info!(id = inner.id, "server is part of a cluster configuration");
+            return;
+        }
+        let mut targets = joins.clone();
+        targets.extend(inner.known.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned());
+        targets.sort();
+        targets.dedup();
+        let mut initialized_peer = None;
+        for addr in &targets {
+            match inner.hello(addr, Duration::from_secs(2)).await {
+                Ok(reply) => {
+                    inner.learn(reply.addr.clone(), reply.id);
+                    for (a, i) in reply.known {
+                        inner.learn(a, i);
+                    }
+                    if reply.initialized {
+                        initialized_peer = Some(reply.addr);
+                    }
+                }
+                Err(e) => tracing::debug!(addr, error = %e, "join attempt failed"),
+            }
+        }
+        if let Some(peer) = initialized_peer {
+            // A cluster exists: ask it (through any member, which forwards to the leader) to
+            // add this server. Being added replicates the configuration here.
+            let req = LeaderRequest::AddVoter { id: inner.id, addr: inner.addr.clone() };
+            match inner.remote_leader(&peer, &req, Duration::from_secs(10)).await {
+                Ok(_) => tracing::info!(peer, "joined the cluster"),
+                Err(Attempt::Propose(e)) => {
+                    tracing::info!(peer, error = %e, "join refused; retrying")
+                }
+                Err(_) => tracing::info!(peer, "join request did not complete; retrying"),
+            }
+        } else {
+            let mut candidates: BTreeMap<String, u64> =
+                inner.known.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            candidates.insert(inner.addr.clone(), inner.id);
+            if candidates.len() >= expect {
+                if candidates.keys().next() == Some(&inner.addr) {
+                    let members: BTreeMap<u64, String> =
+                        candidates.iter().map(|(a, i)| (*i, a.clone())).collect();
+                    match inner.raft.initialize(&members).await {
+                        Ok(()) => tracing::info!(?members, "bootstrapped the cluster"),
+                        Err(e) => tracing::warn!(error = %e, "bootstrap failed; retrying"),
+                    }
+                    continue;
+                }
+            } else {
+                tracing::info!(
+                    known = candidates.len(),
+                    expect,
+                    "waiting for servers to bootstrap"
+                );
+            }
+        }
+        attempt += 1;
+        if retry_max > 0 && attempt >= retry_max {
+            tracing::error!(attempt, "giving up joining the cluster (retry_max reached)");
+            return;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+impl ServerHandle {
+    /// This server's Raft ID.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The address peers reach this server at.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// Commits `command` through the leader (forwarding if this server does not lead) and
+    /// returns once it is committed by a quorum and applied on the leader.
+    pub async fn write(&self, command: Command) -> Result<Written, Error> {
+        match self.inner.leader_call(LeaderRequest::Write(command)).await? {
+            LeaderReply::Written { index, outcome } => Ok(Written { index, outcome }),
+            other => Err(Error::Stopped(format!("leader answered a write with {other:?}"))),
+        }
+    }
+
+    /// Reads the state with the requested consistency.
+    pub async fn read<T>(
+        &self,
+        consistency: Consistency,
+        f: impl FnOnce(&State) -> T,
+    ) -> Result<T, Error> {
+        if consistency == Consistency::Consistent {
+            let start = Instant::now();
+            let index = match self.inner.leader_call(LeaderRequest::ReadIndex).await? {
+                LeaderReply::ReadIndex(i) => i,
+                other => {
+                    return Err(Error::Stopped(format!("leader answered a read with {other:?}")))
+                }
+            };
+            let remaining = self.inner.config.request_timeout.saturating_sub(start.elapsed());
+            if self.wait_for_index(index, remaining).await < index {
+                return Err(Error::NoQuorum {
+                    leader: self.leader().map(|m| m.addr).unwrap_or_default(),
+                    waited_ms: self.inner.config.request_timeout.as_millis(),
+                });
+            }
+        }
+        let state = self.inner.raft.state().read().unwrap_or_else(|e| e.into_inner());
+        Ok(f(&state))
+    }
+
+    /// Waits until this server has applied log index `index`, or `timeout` passes. Returns the
+    /// applied index, which is below `index` only on timeout. The basis of blocking queries.
+    pub async fn wait_for_index(&self, index: u64, timeout: Duration) -> u64 {
+        let mut applied = self.inner.raft.applied();
+        let wait = applied.wait_for(|a| *a >= index);
+        let _ = tokio::time::timeout(timeout, wait).await;
+        let current = *applied.borrow();
+        current
+    }
+
+    /// The last log index applied on this server.
+    pub fn applied_index(&self) -> u64 {
+        *self.inner.raft.applied().borrow()
+    }
+
+    /// The leader this server knows of.
+    pub fn leader(&self) -> Option<Member> {
+        self.inner.raft.leader()
+    }
+
+    /// True if this server is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.leader().is_some_and(|m| m.id == self.inner.id)
+    }
+
+    /// The Raft configuration as this server knows it (`orc operator raft list-peers`).
+    pub fn peers(&self) -> Vec<Member> {
+        self.inner.raft.members()
+    }
+
+    /// The servers with their liveness, probed from here (`orc server members`).
+    pub async fn members(&self) -> Vec<ServerMember> {
+        let leader = self.leader().map(|m| m.id);
+        let mut out = Vec::new();
+        for m in self.peers() {
+            let status = if m.id == self.inner.id
+                || self.inner.hello(&m.addr, Duration::from_millis(500)).await.is_ok()
+            {
+                MemberStatus::Alive
+            } else {
+                MemberStatus::Failed
+            };
+            out.push(ServerMember {
+                id: m.id,
+                addr: m.addr,
+                voter: m.voter,
+                leader: leader == Some(m.id),
+                status,
+            });
+        }
+        out
+    }
+
+    /// Adds the server listening at `addr` as a voter.
+    pub async fn add_peer(&self, addr: &str) -> Result<(), Error> {
+        let reply = self
+            .inner
+            .hello(addr, Duration::from_secs(2))
+            .await
+            .map_err(|e| Error::UnknownServer(e.to_string()))?;
+        self.inner.leader_call(LeaderRequest::AddVoter { id: reply.id, addr: reply.addr }).await?;
+        Ok(())
+    }
+
+    /// Removes a server, named by ID or address, from the configuration
+    /// (`orc operator raft remove-peer`).
+    pub async fn remove_peer(&self, id_or_addr: &str) -> Result<(), Error> {
+        let member = self
+            .peers()
+            .into_iter()
+            .find(|m| m.addr == id_or_addr || m.id.to_string() == id_or_addr)
+            .ok_or_else(|| {
+                Error::UnknownServer(format!("no server {id_or_addr} in the configuration"))
+            })?;
+        self.inner.leader_call(LeaderRequest::RemoveMember { id: member.id }).await?;
+        Ok(())
+    }
+
+    /// Stops the server: Raft, the RPC listener (freeing its port) and background tasks.
+    pub async fn shutdown(&self) {
+        self.inner.raft.shutdown().await;
+        if let Some(tx) = self.inner.shutdown_tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(());
+        }
+        let tasks: Vec<JoinHandle<()>> =
+            self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        for mut task in tasks {
+            // The listener shuts down gracefully; a peer holding a connection open must not
+            // keep a stopped server alive.
+            if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+    }
+}

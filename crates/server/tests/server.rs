@@ -1,0 +1,9 @@
+//! Integration tests of `server` through its public API: real servers in-process, talking gRPC
+//! over loopback TCP through passed-in listeners.
+
+#[path = "server/cluster.rs"]
+mod cluster;
+#[path = "server/harness.rs"]
+mod harness;
+#[path = "server/single.rs"]
+mod single;

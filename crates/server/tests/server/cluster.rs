@@ -1,0 +1,125 @@
+//! Three servers: forwarding, failover without losing acknowledged writes, catch-up after
+//! restart, membership changes, and a minority that refuses writes instead of hanging.
+
+use super::harness::{job, stale_job_ids, Cluster};
+use server::server::MemberStatus;
+use server::{Consistency, Error};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_writes_survive_leader_failure_and_restart_catches_up() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    assert_eq!(cluster.node(follower).peers().len(), 3);
+
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let id = format!("before-{i:02}");
+        cluster.node(follower).write(job(&id)).await.expect("forwarded write");
+        acknowledged.push(id);
+    }
+
+    let killed = cluster.kill(leader).await;
+    let survivor = cluster.other_than(leader);
+    let mut last_index = 0;
+    for i in 0..20 {
+        let id = format!("after-{i:02}");
+        last_index =
+            cluster.node(survivor).write(job(&id)).await.expect("new leader accepts").index;
+        acknowledged.push(id);
+    }
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+
+    acknowledged.sort();
+    for (_, h) in cluster.running() {
+        let jobs = h
+            .read(Consistency::Consistent, |s| s.jobs().map(|j| j.id.clone()).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert_eq!(jobs, acknowledged, "no acknowledged write is lost");
+    }
+
+    cluster.restart(leader, killed).await;
+    let restarted = cluster.node(leader);
+    assert!(
+        restarted.wait_for_index(last_index, Duration::from_secs(15)).await >= last_index,
+        "the restarted server catches up"
+    );
+    assert_eq!(stale_job_ids(restarted).await, acknowledged);
+    // Writes through the restarted server are forwarded to the new leader.
+    restarted.write(job("via-restarted")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_refuses_writes_with_a_clear_error() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    cluster.node(leader).write(job("first")).await.unwrap();
+    let a = cluster.other_than(leader);
+    let _a = cluster.kill(a).await;
+    let b = cluster.other_than(leader);
+    let _b = cluster.kill(b).await;
+
+    let started = Instant::now();
+    let err = cluster.node(leader).write(job("lost")).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(err, Error::NoQuorum { .. } | Error::NoLeader { .. }),
+        "unexpected error: {err}"
+    );
+    assert!(err.to_string().contains("no quorum") || err.to_string().contains("no cluster leader"));
+    assert!(waited < Duration::from_secs(8), "gave up after {waited:?}, not hanging");
+    let read = cluster.node(leader).read(Consistency::Consistent, |s| s.jobs().count()).await;
+    assert!(read.is_err(), "a consistent read needs a quorum too");
+    // A stale read still answers from local state.
+    assert_eq!(stale_job_ids(cluster.node(leader)).await, vec!["first"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_peer_is_reported_and_removed_and_a_new_server_joins() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let dead = cluster.other_than(leader);
+    let dead_node = cluster.kill(dead).await;
+
+    let members = cluster.node(leader).members().await;
+    assert_eq!(members.len(), 3);
+    let row = members.iter().find(|m| m.addr == dead_node.addr).unwrap();
+    assert_eq!(row.status, MemberStatus::Failed);
+    assert!(members.iter().filter(|m| m.status == MemberStatus::Alive).count() == 2);
+    assert!(members.iter().any(|m| m.leader));
+
+    // Remove by address, through a follower (forwarded to the leader).
+    let follower = cluster.other_than(leader);
+    let via = if follower == dead { leader } else { follower };
+    cluster.node(via).remove_peer(&dead_node.addr).await.unwrap();
+    let peers = cluster.node(leader).peers();
+    assert_eq!(peers.len(), 2);
+    assert!(peers.iter().all(|p| p.addr != dead_node.addr));
+    cluster.node(leader).write(job("two-servers")).await.unwrap();
+    assert!(matches!(
+        cluster.node(leader).remove_peer("no-such-server").await,
+        Err(Error::UnknownServer(_))
+    ));
+
+    // A fresh server joins through retry_join and becomes a voter.
+    let dir = tempfile::TempDir::new().unwrap();
+    let join = vec![cluster.nodes[leader].as_ref().unwrap().addr.clone()];
+    let config = super::harness::config(dir.path().join("new"), &join, 3);
+    let new = super::harness::start(config, "127.0.0.1:0").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cluster.node(leader).peers().iter().any(|p| p.id == new.handle.id() && p.voter) {
+        assert!(
+            Instant::now() < deadline,
+            "new server did not join: {:?}",
+            cluster.node(leader).peers()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let w = new.handle.write(job("via-new")).await.unwrap();
+    assert!(new.handle.wait_for_index(w.index, Duration::from_secs(5)).await >= w.index);
+    assert_eq!(stale_job_ids(&new.handle).await, vec!["two-servers", "via-new"]);
+    new.handle.shutdown().await;
+}
