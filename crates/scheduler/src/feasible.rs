@@ -297,10 +297,11 @@ impl VersionTerm {
     /// pre-release of the same core version. Semver constraints compare by precedence only.
     fn matches(&self, v: &Version, prerelease_rule: bool) -> bool {
         let c = &self.version;
-        if prerelease_rule && !v.pre.is_empty() {
-            if c.pre.is_empty() || v.core_cmp(c) != Ordering::Equal {
-                return false;
-            }
+        if prerelease_rule
+            && !v.pre.is_empty()
+            && (c.pre.is_empty() || v.core_cmp(c) != Ordering::Equal)
+        {
+            return false;
         }
         let o = v.cmp_full(c);
         match self.op {

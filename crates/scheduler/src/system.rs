@@ -18,23 +18,14 @@ pub fn schedule_system(run: &mut Run, job: &Job) {
     let slots = state.allocs_by_job(&job.namespace, &job.id);
     run.init_presence(Some(job), slots);
     let eval = &run.ctx.eval;
-    let only: Option<NodeIdx> = match eval.triggered_by {
-        TriggeredBy::NodeUpdate | TriggeredBy::NodeDrain if !eval.node_id.is_empty() => {
-            match state.node_idx(&eval.node_id) {
-                Some(n) => Some(n),
-                // The node is gone; its allocations are handled as lost below.
-                None => None,
-            }
-        }
-        _ => None,
-    };
-    let node_scoped = only.is_some()
-        || (!eval.node_id.is_empty()
-            && matches!(eval.triggered_by, TriggeredBy::NodeUpdate | TriggeredBy::NodeDrain));
-    let considered: Vec<NodeIdx> = match only {
-        Some(n) => vec![n],
-        None if node_scoped => Vec::new(),
-        None => (0..state.nodes().len() as NodeIdx).collect(),
+    // A node-triggered evaluation looks at that node only; if the node is gone, only its
+    // allocations (as lost) are handled below.
+    let node_scoped = !eval.node_id.is_empty()
+        && matches!(eval.triggered_by, TriggeredBy::NodeUpdate | TriggeredBy::NodeDrain);
+    let considered: Vec<NodeIdx> = if node_scoped {
+        state.node_idx(&eval.node_id).into_iter().collect()
+    } else {
+        (0..state.nodes().len() as NodeIdx).collect()
     };
     let now = run.ctx.now_unix_nanos;
     for (gi, tg) in job.task_groups.iter().enumerate() {
