@@ -503,7 +503,7 @@ impl<'s> Cx<'s> {
                 Err(e) => {
                     self.error_hint(
                         &a.span(),
-                        format!("invalid duration \"{s}\" for {}: {e}", a.name),
+                        format!("{}: {e}", a.name),
                         "write a duration such as \"500ms\", \"30s\", \"5m\" or \"1h30m\"",
                     );
                     None
@@ -620,6 +620,8 @@ struct GroupRefs {
     ports_used: Vec<(String, Span, &'static str)>,
     /// Service providers, with where they were set (or the service block when defaulted).
     providers: Vec<(String, Span)>,
+    /// Where each task's `logs` block is (or its name, when it has none).
+    logs_at: Vec<(String, Span)>,
 }
 
 const JOB_ATTRS: &[&str] = &[
@@ -952,20 +954,28 @@ fn finish_group(
             }
         }
     }
+    // Nomad checks each task's log ceiling against the group's disk on its own.
     let disk = g.ephemeral_disk.clone().unwrap_or_else(model::default_ephemeral_disk);
-    let logs: u64 = g
-        .tasks
-        .iter()
-        .map(|t| t.log_config.clone().unwrap_or_else(model::default_log_config))
-        .filter(|l| !l.disabled)
-        .map(|l| u64::from(l.max_files) * u64::from(l.max_file_size_mb))
-        .sum();
-    if logs >= u64::from(disk.size_mb) {
-        let at = disk_span.unwrap_or_else(|| span.clone());
+    for task in &g.tasks {
+        let logs = task.log_config.clone().unwrap_or_else(model::default_log_config);
+        let usage = u64::from(logs.max_files) * u64::from(logs.max_file_size_mb);
+        if logs.disabled || usage < u64::from(disk.size_mb) {
+            continue;
+        }
+        let at = refs
+            .logs_at
+            .iter()
+            .find(|(name, _)| *name == task.name)
+            .map(|(_, s)| s.clone())
+            .or_else(|| disk_span.clone())
+            .unwrap_or_else(|| span.clone());
         cx.error_hint(
             &at,
-            format!("log storage ({logs} MB) must be less than the group's ephemeral disk ({} MB)", disk.size_mb),
-            "raise ephemeral_disk { size = ... } or lower logs { max_files, max_file_size } in the tasks",
+            format!(
+                "log storage of task \"{}\" ({usage} MB) must be less than the group's ephemeral disk ({} MB)",
+                task.name, disk.size_mb
+            ),
+            "raise the group's ephemeral_disk { size = ... } or lower logs { max_files, max_file_size }",
         );
     }
 }
@@ -1142,8 +1152,12 @@ fn task(
             group_restart.clone().unwrap_or_else(|| model::default_restart_policy(job.job_type));
         t.restart_policy = Some(cx.within(r, |cx| restart(cx, r, base)));
     }
-    if let Some(l) = cx.single(&f, "logs") {
-        t.log_config = Some(cx.within(l, |cx| logs(cx, l)));
+    match cx.single(&f, "logs") {
+        Some(l) => {
+            t.log_config = Some(cx.within(l, |cx| logs(cx, l)));
+            refs.logs_at.push((name.clone(), l.ident_span.clone()));
+        }
+        None => refs.logs_at.push((name.clone(), name_span.clone())),
     }
     for s in f.blocks("service") {
         if let Some(svc) = cx.within(s, |cx| service(cx, s, refs, false)) {
@@ -2185,7 +2199,18 @@ fn check_targets(
                 );
             } else if operand == "regexp" && !rtarget.contains("${") {
                 if let Err(e) = regex::Regex::new(rtarget) {
-                    cx.error(&value_span, format!("invalid regular expression: {e}"));
+                    // regex's messages are multi-line drawings; the last line is the reason.
+                    let reason = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    cx.error(
+                        &value_span,
+                        format!("invalid regular expression \"{rtarget}\": {reason}"),
+                    );
                 }
             } else if matches!(operand, "<" | "<=" | ">" | ">=") && ltarget == rtarget {
                 cx.error(&value_span, "attribute and value are the same");

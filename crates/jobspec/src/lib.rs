@@ -113,40 +113,69 @@ pub fn format_source(file_name: &str, source: &str) -> Result<String, Diagnostic
 /// Turns an hcl-edit syntax error into a diagnostic, with a hint for the common mistakes.
 pub(crate) fn parse_error(src: &Source, err: &hcl_edit::parser::Error) -> Diagnostic {
     let loc = err.location();
+    let offset = loc.offset().min(src.text.len());
     let (line, col) = (loc.line(), loc.column());
     let raw = err.message();
-    let before = src.text[..loc.offset().min(src.text.len())].trim_end();
-    let at_line_start = src.text[..loc.offset().min(src.text.len())]
-        .rsplit('\n')
-        .next()
-        .is_some_and(|l| l.trim().is_empty());
-    let (message, hint) = if raw.contains("expected `]`")
-        && !before.ends_with(',')
-        && !before.ends_with('[')
-    {
-        (
-            "missing comma between list elements".to_string(),
-            Some(
-                "separate list elements with commas: add `,` at the end of the previous element"
-                    .to_string(),
+    let before = src.text[..offset].trim_end();
+    let after = &src.text[offset..];
+    let line_text = err.line();
+    let message_hint = |m: &str, h: String| (m.to_string(), Some(h));
+    let (message, hint) = if raw.contains("redefined attribute") {
+        let name: String =
+            after.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-').collect();
+        message_hint(
+            &format!("attribute \"{name}\" is set twice in this block"),
+            "remove one of the two; an attribute can be set only once".to_string(),
+        )
+    } else if raw.contains("expected `]`") && !before.ends_with(',') && !before.ends_with('[') {
+        let (prev_line, _) = src.position(before.len().saturating_sub(1));
+        message_hint(
+            "missing comma between list elements",
+            format!(
+                "separate list elements with commas: add `,` after the element on line {prev_line}"
             ),
         )
+    } else if has_unterminated_string(line_text) {
+        message_hint(
+            "unterminated string",
+            "close the string with a straight quote (\") on the same line; use a <<EOT heredoc for multi-line text".to_string(),
+        )
+    } else if after.trim().is_empty() {
+        message_hint(
+            "unexpected end of file: a block or bracket is not closed",
+            "add the missing `}` (or `]`) at the end; every `{` needs a matching `}`".to_string(),
+        )
+    } else if raw.starts_with("invalid expression") {
+        message_hint(
+            "expected a value",
+            "write a string (\"...\"), number, bool, list ([...]), map ({...}) or expression after `=`".to_string(),
+        )
     } else if raw.contains("expected `}`") && before.ends_with(',') {
-        (
-            "unexpected comma".to_string(),
-            Some("attributes in a block are separated by new lines, not commas".to_string()),
+        message_hint(
+            "unexpected comma",
+            "attributes in a block are separated by new lines, not commas".to_string(),
         )
-    } else if raw.contains("unexpected token") && at_line_start {
-        (
-            format!("syntax error: {raw}"),
-            Some("each line in a block must be `name = value` or `name { ... }`; check the previous line for an unclosed string or bracket".to_string()),
-        )
-    } else if raw.contains("expected `\"`") || raw.contains("invalid string") {
-        (format!("syntax error in a string: {raw}"), Some("strings need a closing straight quote (\") on the same line; use <<EOT heredocs for multi-line text".to_string()))
     } else {
         (format!("syntax error: {raw}"), None)
     };
     let mut d = src.diag_at(line, col, message);
     d.hint = hint;
     d
+}
+
+/// True when a line opens a string it does not close (escapes and comments considered).
+fn has_unterminated_string(line: &str) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in line.chars() {
+        match (in_string, c) {
+            (true, _) if escaped => escaped = false,
+            (true, '\\') => escaped = true,
+            (true, '"') => in_string = false,
+            (false, '"') => in_string = true,
+            (false, '#') => break,
+            _ => {}
+        }
+    }
+    in_string
 }

@@ -3,7 +3,7 @@
 
 use expect_test::{expect, Expect};
 use jobspec::{format_source, parse_file, parse_str, ParseOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -91,8 +91,14 @@ mod corpus {
                |
             22 |           "/mnt/id_rsa:/root/.ssh/id_rsa",
                |           ^
-               = help: separate list elements with commas: add `,` at the end of the previous element"#]]
-        .assert_eq(&jobspec::Diagnostics(vec![jobspec::Diagnostic { file: "rsnapshot.nomad".into(), ..d.clone() }]).to_string());
+               = help: separate list elements with commas: add `,` after the element on line 21"#]]
+        .assert_eq(
+            &jobspec::Diagnostics(vec![jobspec::Diagnostic {
+                file: "rsnapshot.nomad".into(),
+                ..d.clone()
+            }])
+            .to_string(),
+        );
     }
 
     #[test]
@@ -1115,5 +1121,830 @@ job "m" {
               "PATH": "/bin"
             }"#]]
         .assert_eq(&json_at(src, &opts, "/TaskGroups/0/Tasks/0/Env"));
+    }
+}
+
+mod diagnostics {
+    use super::*;
+
+    fn pot_job(task_body: &str) -> String {
+        format!(
+            "job \"j\" {{\n  group \"g\" {{\n    network {{\n      port \"http\" {{}}\n    }}\n    task \"t\" {{\n      driver = \"pot\"\n{task_body}\n    }}\n  }}\n}}\n"
+        )
+    }
+
+    #[test]
+    fn unknown_pot_config_key_lists_valid_keys() {
+        let src = r#"job "nginx" {
+  group "g" {
+    network {
+      port "http" {}
+    }
+
+    task "www1" {
+      driver = "pot"
+
+      config {
+        image = "https://potluck.honeyguide.net/nginx-nomad"
+        imagee = "https://..."
+        pot    = "nginx-nomad-amd64-13_1"
+        tag    = "1.1.13"
+      }
+    }
+  }
+}
+"#;
+        let err = parse_str("nginx.job", src, &ParseOptions::default()).unwrap_err();
+        expect![[r#"
+            error: unknown attribute "imagee" in pot task config
+              --> nginx.job:12:9
+               |
+            12 |         imagee = "https://..."
+               |         ^^^^^^
+               = help: did you mean "image"? valid keys are: args, attributes, command, copy, extra_hosts, image, mount, mount_read_only, network_mode, port_map, pot, tag"#]].assert_eq(&err.to_string());
+    }
+
+    #[test]
+    fn several_errors_are_all_reported() {
+        check_err(
+            r#"
+job "many" {
+  priority = 101
+  type     = "service"
+  group "g" {
+    count = -1
+    task "t" {
+      config {
+        command = "/bin/true"
+      }
+      kill_timeout = "5 seconds"
+    }
+    vault {
+      policies = ["x"]
+    }
+  }
+  grup "typo" {}
+}
+"#,
+            expect![[r#"
+                error: priority must be between 1 and 100, got 101
+                 --> test.nomad:3:14
+                  |
+                3 |   priority = 101
+                  |              ^^^
+
+                error: count must be at least 0, got -1
+                 --> test.nomad:6:13
+                  |
+                6 |     count = -1
+                  |             ^^
+
+                error: task "t" has no driver
+                 --> test.nomad:7:10
+                  |
+                7 |     task "t" {
+                  |          ^^^
+                  = help: add `driver = "pot"` (or "raw_exec")
+
+                error: kill_timeout: invalid duration "5 seconds": unknown unit " seconds"; use one of ns, us, ms, s, m, h
+                  --> test.nomad:11:22
+                   |
+                11 |       kill_timeout = "5 seconds"
+                   |                      ^^^^^^^^^^^
+                   = help: write a duration such as "500ms", "30s", "5m" or "1h30m"
+
+                error: "vault" blocks are not supported by orc
+                  --> test.nomad:13:5
+                   |
+                13 |     vault {
+                   |     ^^^^^
+                   = help: orc has no Vault integration; deliver secrets with a template block or env
+
+                error: unknown block "grup" in job
+                  --> test.nomad:17:3
+                   |
+                17 |   grup "typo" {}
+                   |   ^^^^
+                   = help: did you mean "group"? valid keys are: affinity, all_at_once, constraint, datacenters, group, id, meta, migrate, name, namespace, node_pool, priority, region, reschedule, spread, task, type, update
+
+                6 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn unsupported_features_are_refused_by_name() {
+        check_err(
+            r#"
+job "u" {
+  type = "sysbatch"
+  periodic {
+    crons = ["@daily"]
+  }
+  multiregion {}
+  parameterized {}
+  group "g" {
+    volume "data" {
+      type   = "host"
+      source = "data"
+    }
+    consul {}
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+      volume_mount {
+        volume      = "data"
+        destination = "/data"
+      }
+      dispatch_payload {
+        file = "x"
+      }
+      identity {}
+      resources {
+        device "nvidia/gpu" {}
+      }
+      service {
+        port = 80
+        connect {}
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: sysbatch jobs are not supported by orc
+                 --> test.nomad:3:10
+                  |
+                3 |   type = "sysbatch"
+                  |          ^^^^^^^^^^
+                  = help: use type = "batch" for run-to-completion work, or "system" to run on every node
+
+                error: "periodic" blocks are not supported by orc
+                 --> test.nomad:4:3
+                  |
+                4 |   periodic {
+                  |   ^^^^^^^^
+                  = help: orc does not run periodic jobs; start a batch job from cron with `orc job run` instead
+
+                error: "multiregion" blocks are not supported by orc
+                 --> test.nomad:7:3
+                  |
+                7 |   multiregion {}
+                  |   ^^^^^^^^^^^
+                  = help: orc runs a single region
+
+                error: "parameterized" blocks are not supported by orc
+                 --> test.nomad:8:3
+                  |
+                8 |   parameterized {}
+                  |   ^^^^^^^^^^^^^
+                  = help: orc does not dispatch parameterized jobs
+
+                error: "volume" blocks are not supported by orc
+                  --> test.nomad:10:5
+                   |
+                10 |     volume "data" {
+                   |     ^^^^^^
+                   = help: orc does not manage host or CSI volumes; mount host directories with the pot driver's `mount` option
+
+                error: "consul" blocks are not supported by orc
+                  --> test.nomad:14:5
+                   |
+                14 |     consul {}
+                   |     ^^^^^^
+                   = help: orc does not configure Consul per group or task; services use the agent's Consul settings
+
+                error: "volume_mount" blocks are not supported by orc
+                  --> test.nomad:20:7
+                   |
+                20 |       volume_mount {
+                   |       ^^^^^^^^^^^^
+                   = help: orc does not manage host or CSI volumes; mount host directories with the pot driver's `mount` option
+
+                error: "dispatch_payload" blocks are not supported by orc
+                  --> test.nomad:24:7
+                   |
+                24 |       dispatch_payload {
+                   |       ^^^^^^^^^^^^^^^^
+                   = help: orc does not dispatch parameterized jobs
+
+                error: "identity" blocks are not supported by orc
+                  --> test.nomad:27:7
+                   |
+                27 |       identity {}
+                   |       ^^^^^^^^
+                   = help: orc does not issue workload identities
+
+                error: "device" blocks are not supported by orc
+                  --> test.nomad:29:9
+                   |
+                29 |         device "nvidia/gpu" {}
+                   |         ^^^^^^
+                   = help: orc does not schedule devices
+
+                error: "connect" blocks are not supported by orc
+                  --> test.nomad:33:9
+                   |
+                33 |         connect {}
+                   |         ^^^^^^^
+                   = help: orc has no Consul Connect service mesh; expose the service on a host port instead
+
+                11 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn checks_need_interval_and_timeout_of_at_least_a_second() {
+        check_err(
+            &pot_job(&format!(
+                "{POT_CONFIG}\n      service {{\n        port = \"http\"\n        check {{\n          type = \"tcp\"\n          timeout = \"500ms\"\n        }}\n        check {{\n          type = \"grpc\"\n          interval = \"10\"\n          timeout = \"1s\"\n        }}\n      }}"
+            )),
+            expect![[r#"
+                error: check block needs an interval
+                  --> test.nomad:16:9
+                   |
+                16 |         check {
+                   |         ^^^^^
+                   = help: add `interval = "10s"`
+
+                error: check timeout must be at least 1s, got 500ms
+                  --> test.nomad:18:21
+                   |
+                18 |           timeout = "500ms"
+                   |                     ^^^^^^^
+
+                error: grpc checks are not supported by orc
+                  --> test.nomad:21:18
+                   |
+                21 |           type = "grpc"
+                   |                  ^^^^^^
+                   = help: use an http or tcp check
+
+                error: interval: invalid duration "10": missing unit; use one of ns, us, ms, s, m, h (e.g. "30s")
+                  --> test.nomad:22:22
+                   |
+                22 |           interval = "10"
+                   |                      ^^^^
+                   = help: write a duration such as "500ms", "30s", "5m" or "1h30m"
+
+                4 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn nomad_provider_rules() {
+        check_err(
+            &pot_job(&format!(
+                "{POT_CONFIG}\n      service {{\n        provider = \"nomad\"\n        port = \"http\"\n        check {{\n          type = \"script\"\n          command = \"/bin/check\"\n          interval = \"10s\"\n          timeout = \"2s\"\n        }}\n      }}\n      service {{\n        provider = \"consul\"\n        port = \"http\"\n      }}"
+            )),
+            expect![[r#"
+                error: the nomad service provider only runs http and tcp checks
+                  --> test.nomad:18:18
+                   |
+                18 |           type = "script"
+                   |                  ^^^^^^^^
+                   = help: use type = "http" or "tcp", or provider = "consul"
+
+                error: service provider "consul" differs from "nomad" used by another service in this group
+                  --> test.nomad:25:20
+                   |
+                25 |         provider = "consul"
+                   |                    ^^^^^^^^
+                   = help: all services in a group must use the same provider
+
+                2 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn port_labels_must_be_declared() {
+        check_err(
+            r#"
+job "p" {
+  group "g" {
+    network {
+      port "http" {}
+    }
+    service {
+      port = "web"
+    }
+    task "t" {
+      driver = "pot"
+      config {
+        image    = "https://potluck.honeyguide.net/nginx-nomad"
+        pot      = "nginx-nomad-amd64-13_1"
+        tag      = "1.1.13"
+        port_map = { http = "80", admin = "8080" }
+      }
+      service {
+        port = "http"
+        check {
+          type     = "http"
+          port     = "metrics"
+          path     = "/"
+          interval = "10s"
+          timeout  = "1s"
+        }
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: service refers to port "web", which is not declared
+                 --> test.nomad:8:14
+                  |
+                8 |       port = "web"
+                  |              ^^^^^
+                  = help: declared ports are: http
+
+                error: port_map refers to port "admin", which is not declared
+                  --> test.nomad:16:20
+                   |
+                16 |         port_map = { http = "80", admin = "8080" }
+                   |                    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+                   = help: declared ports are: http
+
+                error: check refers to port "metrics", which is not declared
+                  --> test.nomad:22:22
+                   |
+                22 |           port     = "metrics"
+                   |                      ^^^^^^^^^
+                   = help: declared ports are: http
+
+                3 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn affinity_weight_and_constraint_operators() {
+        check_err(
+            r#"
+job "a" {
+  affinity {
+    attribute = "${node.class}"
+    value     = "big"
+    weight    = 0
+  }
+  affinity {
+    attribute = "${node.class}"
+    value     = "big"
+    weight    = 101
+  }
+  constraint {
+    attribute = "${attr.kernel.name}"
+    operator  = "~="
+    value     = "freebsd"
+  }
+  constraint {
+    attribute = "${meta.x}"
+    regexp    = "(unclosed"
+  }
+  constraint {
+    value = "freebsd"
+  }
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: affinity weight must not be 0
+                 --> test.nomad:6:17
+                  |
+                6 |     weight    = 0
+                  |                 ^
+                  = help: use a weight between -100 and 100; negative weights repel
+
+                error: weight must be between -100 and 100, got 101
+                  --> test.nomad:11:17
+                   |
+                11 |     weight    = 101
+                   |                 ^^^
+
+                error: unknown constraint operator "~="
+                  --> test.nomad:15:17
+                   |
+                15 |     operator  = "~="
+                   |                 ^^^^
+                   = help: operator must be one of: = == is != not < <= > >= regexp set_contains set_contains_all set_contains_any version semver is_set is_not_set distinct_hosts distinct_property
+
+                error: invalid regular expression "(unclosed": unclosed group
+                  --> test.nomad:20:17
+                   |
+                20 |     regexp    = "(unclosed"
+                   |                 ^^^^^^^^^^^
+
+                error: constraint needs an attribute
+                  --> test.nomad:22:3
+                   |
+                22 |   constraint {
+                   |   ^^^^^^^^^^
+                   = help: add `attribute = "${attr.kernel.name}"` or similar
+
+                5 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn logs_must_fit_the_ephemeral_disk() {
+        check_err(
+            r#"
+job "l" {
+  group "g" {
+    ephemeral_disk {
+      size = 100
+    }
+    task "a" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+      logs {
+        max_files     = 10
+        max_file_size = 10
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: log storage of task "a" (100 MB) must be less than the group's ephemeral disk (100 MB)
+                  --> test.nomad:12:7
+                   |
+                12 |       logs {
+                   |       ^^^^
+                   = help: raise the group's ephemeral_disk { size = ... } or lower logs { max_files, max_file_size }"#]],
+        );
+    }
+
+    #[test]
+    fn pot_config_rules() {
+        check_err(
+            r#"
+job "pot" {
+  group "g" {
+    task "www.1" {
+      driver = "pot"
+      config {
+        image           = "https://potluck.honeyguide.net/nginx-nomad"
+        tag             = 1
+        args            = ["-g", "daemon off;"]
+        mount           = ["relative/dir:/mnt", "/a:/b:/c"]
+        mount_read_only = "/tmp:/tmp"
+        copy            = ["/etc/hosts:/etc/hosts:ro"]
+        attributes      = ["devfs_ruleset"]
+        extra_hosts     = ["db:10.0.0.2"]
+        network_mode    = ["host"]
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: task name "www.1" cannot be used with the pot driver
+                 --> test.nomad:4:10
+                  |
+                4 |     task "www.1" {
+                  |          ^^^^^^^
+                  = help: pot replaces '.' with '_' in jail names, so the jail would not be found; rename the task, e.g. "www-1"
+
+                error: pot task config needs "pot"
+                 --> test.nomad:6:7
+                  |
+                6 |       config {
+                  |       ^^^^^^
+                  = help: add `pot = "nginx-nomad-amd64-13_1"`
+
+                error: args needs a command
+                 --> test.nomad:9:9
+                  |
+                9 |         args            = ["-g", "daemon off;"]
+                  |         ^^^^
+                  = help: pot joins args onto command; add `command = "..."`
+
+                error: mount entry "relative/dir:/mnt": the host path "relative/dir" must be absolute
+                  --> test.nomad:10:28
+                   |
+                10 |         mount           = ["relative/dir:/mnt", "/a:/b:/c"]
+                   |                            ^^^^^^^^^^^^^^^^^^^
+                   = help: paths must start with /
+
+                error: mount entry "/a:/b:/c" must be "<host path>:<jail path>"
+                  --> test.nomad:10:49
+                   |
+                10 |         mount           = ["relative/dir:/mnt", "/a:/b:/c"]
+                   |                                                 ^^^^^^^^^^
+                   = help: write `mount = ["/host/dir:/jail/dir"]`
+
+                error: mount_read_only must be a list of strings, got a string
+                  --> test.nomad:11:27
+                   |
+                11 |         mount_read_only = "/tmp:/tmp"
+                   |                           ^^^^^^^^^^^
+                   = help: write `mount_read_only = ["..."]`
+
+                error: attributes entry "devfs_ruleset" must be "<attribute>:<value>"
+                  --> test.nomad:13:28
+                   |
+                13 |         attributes      = ["devfs_ruleset"]
+                   |                            ^^^^^^^^^^^^^^^
+
+                error: network_mode must be a string, got a list
+                  --> test.nomad:15:27
+                   |
+                15 |         network_mode    = ["host"]
+                   |                           ^^^^^^^^
+
+                8 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn raw_exec_and_unknown_drivers() {
+        check_err(
+            r#"
+job "r" {
+  group "g" {
+    task "a" {
+      driver = "raw_exec"
+      config {
+        args = "not-a-list"
+      }
+    }
+    task "b" {
+      driver = "docker"
+      config {
+        image = "nginx"
+      }
+    }
+    task "c" {
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: raw_exec task config needs "command"
+                 --> test.nomad:6:7
+                  |
+                6 |       config {
+                  |       ^^^^^^
+                  = help: add `command = "/usr/local/bin/app"`
+
+                error: args must be a list of strings, got a string
+                 --> test.nomad:7:16
+                  |
+                7 |         args = "not-a-list"
+                  |                ^^^^^^^^^^^^
+                  = help: write `args = ["..."]`
+
+                error: unknown driver "docker"
+                  --> test.nomad:11:16
+                   |
+                11 |       driver = "docker"
+                   |                ^^^^^^^^
+                   = help: orc's drivers are: pot, raw_exec
+
+                error: task "c" has no driver
+                  --> test.nomad:16:10
+                   |
+                16 |     task "c" {
+                   |          ^^^
+                   = help: add `driver = "pot"` (or "raw_exec")
+
+                4 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_duplicates() {
+        check_err(
+            r#"
+job "w" {
+  datacenters = "dc1"
+  all_at_once = "yes"
+  group "g" {
+    count = "three"
+    restart {
+      mode     = "sometimes"
+      attempts = 3
+      interval = "10s"
+      delay    = "15s"
+    }
+    update {
+      min_healthy_time = "10m"
+      healthy_deadline = "5m"
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+      resources {
+        cpu    = 100
+        cores  = 2
+        memory = 5
+      }
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: datacenters must be a list of strings, got "dc1"
+                 --> test.nomad:3:17
+                  |
+                3 |   datacenters = "dc1"
+                  |                 ^^^^^
+
+                error: all_at_once must be a bool (true or false), got "yes"
+                 --> test.nomad:4:17
+                  |
+                4 |   all_at_once = "yes"
+                  |                 ^^^^^
+
+                error: count must be a whole number, got "three"
+                 --> test.nomad:6:13
+                  |
+                6 |     count = "three"
+                  |             ^^^^^^^
+
+                error: cannot restart 3 times in an interval of 10s with a delay of 15s
+                 --> test.nomad:7:5
+                  |
+                7 |     restart {
+                  |     ^^^^^^^
+                  = help: raise interval, or lower attempts or delay
+
+                error: invalid mode "sometimes"
+                 --> test.nomad:8:18
+                  |
+                8 |       mode     = "sometimes"
+                  |                  ^^^^^^^^^^^
+                  = help: mode must be one of "fail", "delay"
+
+                error: min_healthy_time (600s) must be less than healthy_deadline (300s)
+                  --> test.nomad:14:26
+                   |
+                14 |       min_healthy_time = "10m"
+                   |                          ^^^^^
+
+                error: cpu and cores cannot both be set
+                  --> test.nomad:23:9
+                   |
+                23 |         cpu    = 100
+                   |         ^^^
+                   = help: cores reserves whole cores; cpu asks for MHz
+
+                error: memory must be at least 10, got 5
+                  --> test.nomad:25:18
+                   |
+                25 |         memory = 5
+                   |                  ^
+
+                error: task "t" is defined twice in group "g" (first on line 17)
+                  --> test.nomad:28:10
+                   |
+                28 |     task "t" {
+                   |          ^^^
+
+                9 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_problem() {
+        check_err(
+            "job \"x\" {\n  group \"g\" {\n    count = \n  }\n}\n",
+            expect![[r#"
+            error: expected a value
+             --> test.nomad:3:13
+              |
+            3 |     count =
+              |             ^
+              = help: write a string ("..."), number, bool, list ([...]), map ({...}) or expression after `=`"#]],
+        );
+        check_err(
+            "job \"x\" {\n  name = \"unterminated\n}\n",
+            expect![[r#"
+            error: unterminated string
+             --> test.nomad:2:3
+              |
+            2 |   name = "unterminated
+              |   ^
+              = help: close the string with a straight quote (") on the same line; use a <<EOT heredoc for multi-line text"#]],
+        );
+        check_err(
+            "job \"x\" {\n  group \"g\" {\n",
+            expect![[r#"
+            error: unexpected end of file: a block or bracket is not closed
+             --> test.nomad:2:15
+              |
+            2 |   group "g" {
+              |              ^
+              = help: add the missing `}` (or `]`) at the end; every `{` needs a matching `}`"#]],
+        );
+        check_err(
+            "job \"x\" {\n  group \"g\" {\n    count = 1\n    count = 2\n  }\n}\n",
+            expect![[r#"
+            error: attribute "count" is set twice in this block
+             --> test.nomad:4:5
+              |
+            4 |     count = 2
+              |     ^
+              = help: remove one of the two; an attribute can be set only once"#]],
+        );
+        check_err(
+            "job \"x\" {\n  args = [\"a\" \"b\"]\n}\n",
+            expect![[r#"
+            error: missing comma between list elements
+             --> test.nomad:2:15
+              |
+            2 |   args = ["a" "b"]
+              |               ^
+              = help: separate list elements with commas: add `,` after the element on line 2"#]],
+        );
+        check_err(
+            "",
+            expect![[r#"
+            error: no job block found
+             --> test.nomad:1:1
+              |
+            1 | 
+              | ^
+              = help: a job file needs `job "name" { group "name" { task "name" { ... } } }`"#]],
+        );
+    }
+
+    #[test]
+    fn expressions_that_cannot_be_evaluated() {
+        check_err(
+            r#"
+job "e" {
+  region = uper("x")
+  datacenters = [var.nope]
+  group "g" {
+    count = node.count + 1
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "${[1, 2]}"
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: unknown function uper()
+                 --> test.nomad:3:12
+                  |
+                3 |   region = uper("x")
+                  |            ^^^^^^^^^
+                  = help: did you mean upper()?
+
+                error: undeclared variable var.nope
+                 --> test.nomad:4:18
+                  |
+                4 |   datacenters = [var.nope]
+                  |                  ^^^^^^^^
+                  = help: declare it with a `variable "nope" {}` block
+
+                error: `node.count` is only known when the task runs, so it cannot be used in an expression
+                 --> test.nomad:6:13
+                  |
+                6 |     count = node.count + 1
+                  |             ^^^^^^^^^^
+                  = help: runtime values can only appear inside strings, as "${node.count}"
+
+                error: raw_exec task config needs "command"
+                 --> test.nomad:9:7
+                  |
+                9 |       config {
+                  |       ^^^^^^
+                  = help: add `command = "/usr/local/bin/app"`
+
+                error: cannot include a list in a string template
+                  --> test.nomad:10:20
+                   |
+                10 |         command = "${[1, 2]}"
+                   |                    ^^^^^^^^^
+                   = help: only strings, numbers and bools can be interpolated; use join() or jsonencode() for collections
+
+                5 errors in test.nomad"#]],
+        );
     }
 }
