@@ -172,6 +172,9 @@ impl<'s> Cx<'s> {
     }
 
     fn eval_error(&mut self, e: EvalError) {
+        if e.already_reported {
+            return;
+        }
         let mut d = self.src.diag(&e.span, e.message);
         d.hint = e.hint;
         self.diags.push(d);

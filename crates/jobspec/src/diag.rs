@@ -178,13 +178,16 @@ impl<'a> Source<'a> {
     /// A diagnostic at a 1-based line and column (from the HCL parser).
     pub fn diag_at(&self, line: usize, col: usize, message: impl Into<String>) -> Diagnostic {
         let line = line.clamp(1, self.line_starts.len());
+        let source_line = self.line_text(line).to_string();
+        // Parsers report end-of-input one past the newline; the caret goes right after the text.
+        let col = col.clamp(1, source_line.chars().count() + 1);
         Diagnostic {
             file: self.file.to_string(),
             line,
-            col: col.max(1),
+            col,
             message: message.into(),
             hint: None,
-            source_line: self.line_text(line).to_string(),
+            source_line,
             width: 1,
         }
     }

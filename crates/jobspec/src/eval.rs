@@ -16,11 +16,14 @@ pub(crate) struct EvalError {
     pub span: Span,
     pub message: String,
     pub hint: Option<String>,
+    /// Set when the cause was already reported (a variable that failed to resolve), so callers
+    /// do not pile a second, misleading diagnostic on top.
+    pub already_reported: bool,
 }
 
 impl EvalError {
     fn new(span: Span, message: impl Into<String>) -> EvalError {
-        EvalError { span, message: message.into(), hint: None }
+        EvalError { span, message: message.into(), hint: None, already_reported: false }
     }
 
     fn hint(mut self, hint: impl Into<String>) -> EvalError {
@@ -37,6 +40,8 @@ pub(crate) struct Evaluator<'s> {
     text: &'s str,
     vars: Option<Map<String, Value>>,
     locals: Option<Map<String, Value>>,
+    /// `var.x`/`local.x` names whose value could not be determined (already reported).
+    failed: Vec<String>,
     base: Context<'static>,
     /// `dynamic` block iterators in scope, innermost last.
     scopes: Vec<(String, Value)>,
@@ -56,13 +61,26 @@ impl<'s> Evaluator<'s> {
     pub fn new(text: &'s str, allow_fs: bool) -> Evaluator<'s> {
         let mut base = Context::new();
         funcs::declare(&mut base, allow_fs);
-        Evaluator { text, vars: None, locals: None, base, scopes: Vec::new(), scoped: None }
+        Evaluator {
+            text,
+            vars: None,
+            locals: None,
+            failed: Vec::new(),
+            base,
+            scopes: Vec::new(),
+            scoped: None,
+        }
     }
 
     /// Makes `var.*` available.
     pub fn set_vars(&mut self, vars: Map<String, Value>) {
         self.base.declare_var("var", Value::Object(vars.clone()));
         self.vars = Some(vars);
+    }
+
+    /// Marks `var.x`/`local.x` references (written as "var.x") whose resolution already failed.
+    pub fn set_failed(&mut self, failed: Vec<String>) {
+        self.failed = failed;
     }
 
     /// Makes `local.*` available.
@@ -357,6 +375,13 @@ impl<'s> Evaluator<'s> {
                         EvalError::new(span.clone(), format!("{root}.* cannot be used here"))
                             .hint("variable defaults and var files may only contain literal values and function calls"),
                     );
+                }
+                (Some(_), Some(name))
+                    if self.failed.iter().any(|f| *f == format!("{root}.{name}")) =>
+                {
+                    let mut e = EvalError::new(span.clone(), format!("{root}.{name} has no value"));
+                    e.already_reported = true;
+                    problem = Some(e);
                 }
                 (Some(map), Some(name)) if !map.contains_key(name) => {
                     let hint = if root == "var" {

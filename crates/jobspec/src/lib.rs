@@ -77,6 +77,7 @@ pub fn parse_str_raw(
     let mut ev = eval::Evaluator::new(source, opts.allow_fs);
     ev.set_vars(resolved.vars);
     ev.set_locals(resolved.locals);
+    ev.set_failed(resolved.failed);
     let mut cx = decode::Cx { src: &src, ev, diags };
     let job = match decode::top_level(&mut cx, &body) {
         Some(b) => Some(decode::job(&mut cx, &b)),

@@ -59,7 +59,10 @@ impl Type {
 /// Converts a value to a type, as HCL's type conversion does (numbers and bools become strings,
 /// numeric strings become numbers, and so on).
 pub(crate) fn convert(value: &Value, ty: &Type) -> Result<Value, String> {
-    let mismatch = || format!("expected {}, got {}", ty.describe(), type_name(value));
+    let mismatch = || match value {
+        Value::String(s) => format!("expected {}, got string \"{s}\"", ty.describe()),
+        other => format!("expected {}, got {}", ty.describe(), type_name(other)),
+    };
     match (ty, value) {
         (Type::Any, v) => Ok(v.clone()),
         (_, Value::Null) => Ok(Value::Null),
@@ -123,6 +126,7 @@ fn parse_type(expr: &Expression) -> Result<Type, EvalError> {
             "use string, number, bool, any, list(T), set(T), map(T), object({...}) or tuple([...])"
                 .into(),
         ),
+        already_reported: false,
     };
     match expr {
         Expression::Variable(v) => match v.as_str() {
@@ -180,6 +184,8 @@ struct Declared<'a> {
     span: Span,
     ty: Type,
     default: Option<Value>,
+    /// The default was written but could not be evaluated (already reported).
+    default_failed: bool,
     validations: Vec<(&'a Attribute, Option<&'a Attribute>)>,
 }
 
@@ -187,6 +193,8 @@ struct Declared<'a> {
 pub(crate) struct Resolved {
     pub vars: Map<String, Value>,
     pub locals: Map<String, Value>,
+    /// `var.x`/`local.y` whose value could not be determined; their errors were reported.
+    pub failed: Vec<String>,
 }
 
 /// Reads every `variable`, `variables` and `locals` block of `body`, reporting problems in `diags`.
@@ -198,6 +206,9 @@ pub(crate) fn resolve(
 ) -> Resolved {
     let plain = Evaluator::new(src.text, opts.allow_fs);
     let report = |diags: &mut Vec<Diagnostic>, e: EvalError| {
+        if e.already_reported {
+            return;
+        }
         let mut d = src.diag(&e.span, e.message);
         d.hint = e.hint;
         diags.push(d);
@@ -238,6 +249,7 @@ pub(crate) fn resolve(
                                 name: a.key.as_str().to_string(),
                                 span: a.key.span().unwrap_or_default(),
                                 ty: Type::Any,
+                                default_failed: default.is_none(),
                                 default,
                                 validations: Vec::new(),
                             });
@@ -312,10 +324,16 @@ pub(crate) fn resolve(
     }
 
     let mut vars = Map::new();
+    let mut failed: Vec<String> = Vec::new();
     for d in &declared {
         let value = match given.get(&d.name).cloned().or_else(|| d.default.clone()) {
             Some(v) => v,
+            None if d.default_failed => {
+                failed.push(format!("var.{}", d.name));
+                continue;
+            }
             None => {
+                failed.push(format!("var.{}", d.name));
                 diags.push(src.diag(&d.span, format!("Unset variable \"{}\"", d.name)).with_hint(format!(
                     "give it a value with -var {0}=..., a var file, or the environment variable {ENV_PREFIX}{0}, or add a default",
                     d.name
@@ -327,14 +345,19 @@ pub(crate) fn resolve(
             Ok(v) => {
                 vars.insert(d.name.clone(), v);
             }
-            Err(e) => diags
-                .push(src.diag(&d.span, format!("invalid value for variable \"{}\": {e}", d.name))),
+            Err(e) => {
+                failed.push(format!("var.{}", d.name));
+                diags.push(
+                    src.diag(&d.span, format!("invalid value for variable \"{}\": {e}", d.name)),
+                );
+            }
         }
     }
 
     let mut with_vars = Evaluator::new(src.text, opts.allow_fs);
     with_vars.set_vars(vars.clone());
     with_vars.set_locals(Map::new());
+    with_vars.set_failed(failed.clone());
     for d in &declared {
         if !vars.contains_key(&d.name) {
             continue;
@@ -364,8 +387,8 @@ pub(crate) fn resolve(
         }
     }
 
-    let locals = resolve_locals(src, &vars, &local_attrs, opts, diags);
-    Resolved { vars, locals }
+    let locals = resolve_locals(src, &vars, &local_attrs, opts, &mut failed, diags);
+    Resolved { vars, locals, failed }
 }
 
 fn declare_variable<'a>(
@@ -387,6 +410,7 @@ fn declare_variable<'a>(
         span: label.span().unwrap_or(ident_span),
         ty: Type::Any,
         default: None,
+        default_failed: false,
         validations: Vec::new(),
     };
     for s in block.body.iter() {
@@ -400,6 +424,7 @@ fn declare_variable<'a>(
                 "default" => match plain.eval(&a.value) {
                     Ok(v) => d.default = Some(v),
                     Err(e) => {
+                        d.default_failed = true;
                         let mut diag = src.diag(&e.span, e.message);
                         diag.hint = e.hint;
                         diags.push(diag);
@@ -558,6 +583,7 @@ fn resolve_locals(
     vars: &Map<String, Value>,
     attrs: &[&Attribute],
     opts: &ParseOptions,
+    failed_refs: &mut Vec<String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Map<String, Value> {
     let mut locals = Map::new();
@@ -581,13 +607,18 @@ fn resolve_locals(
                 .all(|r| locals.contains_key(r) || failed.contains(r) || !names.contains(r))
         });
         let Some(i) = ready else {
+            let names: Vec<&str> = pending.iter().map(|a| a.key.as_str()).collect();
             for a in &pending {
+                failed_refs.push(format!("local.{}", a.key.as_str()));
                 diags.push(
                     src.diag(
                         &a.key.span().unwrap_or_default(),
-                        format!("local value \"{}\" depends on itself", a.key.as_str()),
+                        format!("local value \"{}\" is part of a reference cycle", a.key.as_str()),
                     )
-                    .with_hint("locals must not refer to each other in a cycle"),
+                    .with_hint(format!(
+                        "these locals refer to each other in a circle: {}",
+                        names.join(", ")
+                    )),
                 );
             }
             break;
@@ -595,21 +626,26 @@ fn resolve_locals(
         let a = pending.remove(i);
         let name = a.key.as_str().to_string();
         if local_references(&a.value).iter().any(|r| failed.contains(r)) {
+            failed_refs.push(format!("local.{name}"));
             failed.push(name);
             continue;
         }
         let mut ev = Evaluator::new(src.text, opts.allow_fs);
         ev.set_vars(vars.clone());
         ev.set_locals(locals.clone());
+        ev.set_failed(failed_refs.clone());
         match ev.eval(&a.value) {
             Ok(v) => {
                 locals.insert(name, v);
             }
             Err(e) => {
+                failed_refs.push(format!("local.{name}"));
                 failed.push(name);
-                let mut d = src.diag(&e.span, e.message);
-                d.hint = e.hint;
-                diags.push(d);
+                if !e.already_reported {
+                    let mut d = src.diag(&e.span, e.message);
+                    d.hint = e.hint;
+                    diags.push(d);
+                }
             }
         }
     }
@@ -631,7 +667,7 @@ mod tests {
         let cases: Vec<(Type, Value, Result<Value, String>)> = vec![
             (Type::String, Value::from(5), Ok(Value::from("5"))),
             (Type::Number, Value::from("42"), Ok(Value::from(42))),
-            (Type::Number, Value::from("x"), Err("expected number, got string".into())),
+            (Type::Number, Value::from("x"), Err("expected number, got string \"x\"".into())),
             (Type::Bool, Value::from("true"), Ok(Value::Bool(true))),
             (
                 ty("list(string)"),
@@ -646,7 +682,7 @@ mod tests {
             (
                 ty("map(number)"),
                 Value::Object([("a".to_string(), Value::from("x"))].into_iter().collect()),
-                Err("element \"a\": expected number, got string".into()),
+                Err("element \"a\": expected number, got string \"x\"".into()),
             ),
             (
                 ty("object({ a = string, b = number })"),

@@ -1851,12 +1851,12 @@ job "w" {
         check_err(
             "job \"x\" {\n  group \"g\" {\n",
             expect![[r#"
-            error: unexpected end of file: a block or bracket is not closed
-             --> test.nomad:2:15
-              |
-            2 |   group "g" {
-              |              ^
-              = help: add the missing `}` (or `]`) at the end; every `{` needs a matching `}`"#]],
+                error: unexpected end of file: a block or bracket is not closed
+                 --> test.nomad:2:14
+                  |
+                2 |   group "g" {
+                  |              ^
+                  = help: add the missing `}` (or `]`) at the end; every `{` needs a matching `}`"#]],
         );
         check_err(
             "job \"x\" {\n  group \"g\" {\n    count = 1\n    count = 2\n  }\n}\n",
@@ -1946,5 +1946,276 @@ job "e" {
 
                 5 errors in test.nomad"#]],
         );
+    }
+}
+
+mod variables {
+    use super::*;
+
+    const JOB: &str = r#"
+variable "dc" {
+  type        = string
+  description = "where to run"
+  default     = "from-default"
+}
+variable "count" {
+  type    = number
+  default = 1
+  validation {
+    condition     = var.count >= 1 && var.count <= 5
+    error_message = "count must be between 1 and 5"
+  }
+}
+variable "tags" {
+  type    = list(string)
+  default = ["a"]
+}
+variables {
+  image = "https://potluck.honeyguide.net/nginx-nomad"
+}
+locals {
+  suffix = "-${var.dc}"
+  name   = "web${local.suffix}"
+}
+job "v" {
+  datacenters = [var.dc]
+  group "g" {
+    count = var.count
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/echo"
+        args    = concat([local.name, var.image], var.tags)
+      }
+    }
+  }
+}
+"#;
+
+    fn summary(opts: &ParseOptions) -> String {
+        match parse_str("vars.nomad", JOB, opts) {
+            Ok(job) => format!(
+                "dc={} count={} args={}",
+                job.datacenters[0],
+                job.task_groups[0].count,
+                serde_json::to_string(&job.task_groups[0].tasks[0].config["args"]).unwrap()
+            ),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn write_temp(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("jobspec-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_apply_without_inputs() {
+        expect![[r#"dc=from-default count=1 args=["web-from-default","https://potluck.honeyguide.net/nginx-nomad","a"]"#]]
+            .assert_eq(&summary(&ParseOptions::default()));
+    }
+
+    #[test]
+    fn precedence_is_default_env_file_then_cli() {
+        let env_only = ParseOptions {
+            env: [
+                ("NOMAD_VAR_dc".to_string(), "from-env".to_string()),
+                ("NOMAD_VAR_tags".into(), r#"["x", "y"]"#.into()),
+            ]
+            .into_iter()
+            .collect(),
+            ..ParseOptions::default()
+        };
+        expect![[r#"dc=from-env count=1 args=["web-from-env","https://potluck.honeyguide.net/nginx-nomad","x","y"]"#]]
+            .assert_eq(&summary(&env_only));
+
+        let file = write_temp("vars.hcl", "dc = \"from-file\"\ncount = 3\n");
+        let with_file = ParseOptions { var_files: vec![file.clone()], ..env_only.clone() };
+        expect![[r#"dc=from-file count=3 args=["web-from-file","https://potluck.honeyguide.net/nginx-nomad","x","y"]"#]]
+            .assert_eq(&summary(&with_file));
+
+        let json_file = write_temp("vars.json", r#"{"count": 4}"#);
+        let with_cli = ParseOptions {
+            vars: vec![("dc".into(), "from-cli-1".into()), ("dc".into(), "from-cli-2".into())],
+            var_files: vec![file, json_file],
+            ..env_only
+        };
+        expect![[r#"dc=from-cli-2 count=4 args=["web-from-cli-2","https://potluck.honeyguide.net/nginx-nomad","x","y"]"#]]
+            .assert_eq(&summary(&with_cli));
+    }
+
+    #[test]
+    fn validation_failures_and_bad_values_are_reported() {
+        let opts = ParseOptions {
+            vars: vec![("count".into(), "9".into()), ("nope".into(), "1".into())],
+            ..ParseOptions::default()
+        };
+        expect![[r#"
+            error: -var nope=...: variable "nope" is not declared in the job file
+              --> vars.nomad
+               = help: declare it with `variable "nope" {}`
+
+            error: invalid value for variable "count": count must be between 1 and 5
+              --> vars.nomad:11:21
+               |
+            11 |     condition     = var.count >= 1 && var.count <= 5
+               |                     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+               = help: this check comes from the variable's validation block
+
+            2 errors in vars.nomad"#]]
+        .assert_eq(&summary(&opts));
+        let opts =
+            ParseOptions { vars: vec![("count".into(), "many".into())], ..ParseOptions::default() };
+        expect![[r#"
+            error: invalid value for variable "count": expected number, got string "many"
+             --> vars.nomad:7:10
+              |
+            7 | variable "count" {
+              |          ^^^^^^^"#]]
+        .assert_eq(&summary(&opts));
+    }
+
+    #[test]
+    fn unset_variables_and_var_file_errors() {
+        check_err(
+            r#"
+variable "region" {}
+job "x" {
+  region = var.region
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: Unset variable "region"
+                 --> test.nomad:2:10
+                  |
+                2 | variable "region" {}
+                  |          ^^^^^^^^
+                  = help: give it a value with -var region=..., a var file, or the environment variable NOMAD_VAR_region, or add a default"#]],
+        );
+        let bad = write_temp("bad.hcl", "dc = \"x\"\nunknown = 1\nbroken = [\n");
+        let opts = ParseOptions { var_files: vec![bad], ..ParseOptions::default() };
+        let out = summary(&opts);
+        assert!(out.contains("bad.hcl:3:"), "{out}");
+        let undeclared = write_temp("undeclared.hcl", "dc = \"x\"\nunknown = 1\n");
+        let opts = ParseOptions { var_files: vec![undeclared], ..ParseOptions::default() };
+        let out = summary(&opts);
+        assert!(
+            out.contains(
+                "variable \"unknown\" is set in the var file but not declared in the job file"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("undeclared.hcl:2:1"), "{out}");
+    }
+
+    #[test]
+    fn locals_cycles_and_var_in_defaults_are_errors() {
+        check_err(
+            r#"
+variable "a" {
+  default = var.b
+}
+locals {
+  x = local.y
+  y = local.x
+}
+job "x" {
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: var.* cannot be used here
+                 --> test.nomad:3:13
+                  |
+                3 |   default = var.b
+                  |             ^^^^^
+                  = help: variable defaults and var files may only contain literal values and function calls
+
+                error: local value "x" is part of a reference cycle
+                 --> test.nomad:6:3
+                  |
+                6 |   x = local.y
+                  |   ^
+                  = help: these locals refer to each other in a circle: x, y
+
+                error: local value "y" is part of a reference cycle
+                 --> test.nomad:7:3
+                  |
+                7 |   y = local.x
+                  |   ^
+                  = help: these locals refer to each other in a circle: x, y
+
+                3 errors in test.nomad"#]],
+        );
+    }
+}
+
+mod formatting {
+    use super::*;
+
+    #[test]
+    fn fmt_aligns_indents_and_keeps_comments() {
+        let src = "# A job.\njob \"x\" {\n\tdatacenters=[\"dc1\",\"dc2\"] # where\n  type = \"service\"\n\n\n  // the group\n  group \"g\" {\n    count=1\n    network {\n       port \"http\" { static = 8080 }\n    }\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/sh\"\n        args = [\n        \"-c\",\n            \"echo hi\", # greet\n        ]\n        port_map = { http = \"80\", https = \"443\" }\n      }\n      template {\n        data = <<EOT\n  keep   this\n EOT\n        destination = \"local/x\"\n      }\n    }\n  }\n}\n";
+        let once = format_source("x.nomad", src).unwrap();
+        expect![[r##"
+            # A job.
+            job "x" {
+              datacenters = ["dc1", "dc2"] # where
+              type        = "service"
+
+              // the group
+              group "g" {
+                count = 1
+                network {
+                  port "http" { static = 8080 }
+                }
+                task "t" {
+                  driver = "raw_exec"
+                  config {
+                    command = "/bin/sh"
+                    args    = [
+                      "-c",
+                      "echo hi", # greet
+                    ]
+                    port_map = { http = "80", https = "443" }
+                  }
+                  template {
+                    data = <<EOT
+              keep   this
+             EOT
+                    destination = "local/x"
+                  }
+                }
+              }
+            }
+        "##]]
+        .assert_eq(&once);
+        assert_eq!(format_source("x.nomad", &once).unwrap(), once);
+    }
+
+    #[test]
+    fn fmt_reports_syntax_errors_and_typographic_quotes() {
+        let err = format_source("x.nomad", "job \"x\" {\n").unwrap_err();
+        assert_eq!((err.0[0].line, err.0[0].col), (1, 10));
+        let err = format_source("x.nomad", "job “x” {}\n").unwrap_err();
+        assert_eq!((err.0[0].line, err.0[0].col), (1, 5));
     }
 }
