@@ -3,6 +3,8 @@
 
 #[path = "server/cluster.rs"]
 mod cluster;
+#[path = "server/crash.rs"]
+mod crash;
 #[path = "server/harness.rs"]
 mod harness;
 #[path = "server/single.rs"]
