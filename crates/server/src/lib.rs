@@ -6,6 +6,8 @@
 
 pub mod codec;
 pub mod config;
+pub mod http;
+pub mod pipeline;
 pub mod raft;
 pub mod rpc;
 pub mod server;

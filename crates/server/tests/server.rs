@@ -7,5 +7,7 @@ mod cluster;
 mod crash;
 #[path = "server/harness.rs"]
 mod harness;
+#[path = "server/http.rs"]
+mod http;
 #[path = "server/single.rs"]
 mod single;

@@ -2,9 +2,9 @@
 //! the Raft membership. Membership changes go through [`crate::ServerHandle`]; this module only
 //! shapes them as Nomad's API does.
 
+use super::ApiError;
 use super::{param, query_options, Ctx, Pairs, Reply};
 use crate::server::MemberStatus;
-use crate::ApiError;
 use axum::extract::State as AxState;
 use serde_json::{json, Value};
 

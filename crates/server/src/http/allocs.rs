@@ -2,9 +2,9 @@
 //! list stub shape lives here and is shared by the job, node and evaluation endpoints.
 
 use super::jobs::{eval_for, outcome_error};
+use super::ApiError;
 use super::{bool_param, now_unix_nanos, query_options, Ctx, Pairs, Reply};
 use crate::state::{AllocStop, Command, PlanResults, State, Table};
-use crate::ApiError;
 use axum::extract::{Path, State as AxState};
 use model::{Allocation, TriggeredBy};
 use serde_json::{json, Value};

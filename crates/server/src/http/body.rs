@@ -51,21 +51,25 @@ pub fn decode_value<T: DeserializeOwned + Serialize>(
     raw: &[u8],
 ) -> Result<Decoded<T>, ApiError> {
     strip_nulls(&mut value);
-    let first: T = match serde_json::from_value(value.clone()) {
+    let mut decoded: T = match serde_json::from_value(value.clone()) {
         Ok(v) => v,
         Err(e) => return Err(type_error::<T>(e, raw)),
     };
     // What `T` makes of the input, serialised back, has every key `T` knows at this shape; keys
     // of the input missing from it are either differently cased (fixed, then decoded again) or
-    // unknown.
-    let known = serde_json::to_value(&first).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut unknown = Vec::new();
-    let renamed = fix_case(&mut value, &known, "", &mut unknown);
-    let value = if renamed {
-        serde_json::from_value(value).map_err(|e| type_error::<T>(e, raw))?
-    } else {
-        first
-    };
+    // unknown. A renamed key can reveal a nested shape, so this repeats until nothing changes;
+    // each round fixes at least one more level, and JSON nesting is bounded by serde_json.
+    let mut unknown;
+    loop {
+        let known =
+            serde_json::to_value(&decoded).map_err(|e| ApiError::Internal(e.to_string()))?;
+        unknown = Vec::new();
+        if !fix_case(&mut value, &known, "", &mut unknown) {
+            break;
+        }
+        decoded = serde_json::from_value(value.clone()).map_err(|e| type_error::<T>(e, raw))?;
+    }
+    let value = decoded;
     Ok(Decoded { value, unknown })
 }
 

@@ -42,7 +42,9 @@ impl From<ServerError> for ApiError {
     fn from(e: ServerError) -> Self {
         match e {
             ServerError::UnknownServer(m) => ApiError::NotFound(m),
-            ServerError::Membership(m) => ApiError::BadRequest(format!("membership change refused: {m}")),
+            ServerError::Membership(m) => {
+                ApiError::BadRequest(format!("membership change refused: {m}"))
+            }
             e @ (ServerError::NoLeader { .. }
             | ServerError::NoQuorum { .. }
             | ServerError::Stopped(_)) => ApiError::Internal(e.to_string()),

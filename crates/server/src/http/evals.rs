@@ -1,9 +1,9 @@
 //! `/v1/evaluations` and `/v1/evaluation/:id`: reading evaluations and what they placed.
 
 use super::allocs::alloc_stub;
+use super::ApiError;
 use super::{bool_param, param, query_options, Ctx, Pairs, Reply};
 use crate::state::Table;
-use crate::ApiError;
 use axum::extract::{Path, State as AxState};
 use model::Evaluation;
 use serde_json::{json, Value};

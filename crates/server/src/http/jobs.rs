@@ -7,9 +7,9 @@
 
 use super::allocs::alloc_stub;
 use super::body::{self, Decoded};
+use super::ApiError;
 use super::{bool_param, now_unix_nanos, param, query_options, Ctx, Pairs, Reply};
 use crate::state::{Command, Outcome, State, Table};
-use crate::ApiError;
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
 use model::{ClientStatus, EvalStatus, Evaluation, Job, TriggeredBy};
@@ -87,7 +87,9 @@ fn summary_of(s: &State, j: &Job) -> Value {
         };
         counts[slot] += 1;
     }
-    if let Some(latest) = s.evals_by_job(&j.namespace, &j.id).into_iter().max_by_key(|e| e.create_index) {
+    if let Some(latest) =
+        s.evals_by_job(&j.namespace, &j.id).into_iter().max_by_key(|e| e.create_index)
+    {
         for (g, n) in &latest.queued_allocations {
             if let Some(counts) = groups.get_mut(g.as_str()) {
                 counts[0] = *n;
@@ -134,7 +136,7 @@ struct RegisterRequest {
 
 /// Gives every task group without a `Count` the count 1, as Nomad's `Canonicalize` does for a
 /// nil count; the model's count is a plain number, so the absence must be seen in the JSON.
-fn default_counts(job: &mut Value) {
+pub(crate) fn default_counts(job: &mut Value) {
     let Some(groups) = job.as_object_mut().and_then(|o| {
         o.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("TaskGroups")).map(|(_, v)| v)
     }) else {
@@ -280,9 +282,9 @@ async fn register_job(
 
 fn check_index(existing: Option<&Job>, wanted: u64) -> Result<(), ApiError> {
     match existing {
-        Some(_) if wanted == 0 => Err(ApiError::Conflict(
-            "Enforcing job modify index 0: job already exists".into(),
-        )),
+        Some(_) if wanted == 0 => {
+            Err(ApiError::Conflict("Enforcing job modify index 0: job already exists".into()))
+        }
         Some(j) if j.job_modify_index != wanted => Err(ApiError::Conflict(format!(
             "Enforcing job modify index {wanted}: job exists with conflicting job modify index: {}",
             j.job_modify_index
@@ -401,10 +403,7 @@ fn parse_variables(text: &str) -> Result<Vec<(String, String)>, ApiError> {
             )));
         };
         let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
+        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
         out.push((name.trim().to_owned(), value.to_owned()));
     }
     Ok(out)
@@ -421,8 +420,7 @@ pub async fn read(
     pairs: Pairs,
 ) -> Result<Reply, ApiError> {
     let q = query_options(&pairs)?;
-    let (job, index) =
-        ctx.query(&q, &[Table::Jobs], |s| s.job(&q.namespace, &id).cloned()).await?;
+    let (job, index) = ctx.query(&q, &[Table::Jobs], |s| s.job(&q.namespace, &id).cloned()).await?;
     let job = job.ok_or_else(job_not_found)?;
     Ok(Reply::json(&job, index, q.pretty))
 }
@@ -517,11 +515,15 @@ pub async fn scale_status(
                         live.iter().filter(|a| a.client_status == ClientStatus::Running).count();
                     let healthy = live
                         .iter()
-                        .filter(|a| a.deployment_status.as_ref().and_then(|d| d.healthy) == Some(true))
+                        .filter(|a| {
+                            a.deployment_status.as_ref().and_then(|d| d.healthy) == Some(true)
+                        })
                         .count();
                     let unhealthy = live
                         .iter()
-                        .filter(|a| a.deployment_status.as_ref().and_then(|d| d.healthy) == Some(false))
+                        .filter(|a| {
+                            a.deployment_status.as_ref().and_then(|d| d.healthy) == Some(false)
+                        })
                         .count();
                     (
                         g.name.clone(),
@@ -576,10 +578,8 @@ pub async fn scale(
         // Nomad records a scaling event without a count; orc keeps no scaling events.
         return Err(ApiError::BadRequest("Count must be specified".into()));
     };
-    let mut job = ctx
-        .read(&q, |s| s.job(&q.namespace, &id).cloned())
-        .await?
-        .ok_or_else(job_not_found)?;
+    let mut job =
+        ctx.read(&q, |s| s.job(&q.namespace, &id).cloned()).await?.ok_or_else(job_not_found)?;
     if req.enforce_index && job.job_modify_index != req.job_modify_index {
         return Err(ApiError::Conflict(format!(
             "Enforcing job modify index {}: job exists with conflicting job modify index: {}",
@@ -587,7 +587,9 @@ pub async fn scale(
         )));
     }
     if job.stop {
-        return Err(ApiError::BadRequest("job is stopped; scaling a stopped job is not allowed".into()));
+        return Err(ApiError::BadRequest(
+            "job is stopped; scaling a stopped job is not allowed".into(),
+        ));
     }
     let Some(tg) = job.task_groups.iter_mut().find(|g| &g.name == group) else {
         return Err(ApiError::BadRequest(format!(
@@ -628,10 +630,8 @@ pub async fn deregister(
     let q = query_options(&pairs)?;
     let purge = bool_param(&pairs, "purge", false)?;
     bool_param(&pairs, "global", false)?;
-    let job = ctx
-        .read(&q, |s| s.job(&q.namespace, &id).cloned())
-        .await?
-        .ok_or_else(job_not_found)?;
+    let job =
+        ctx.read(&q, |s| s.job(&q.namespace, &id).cloned()).await?.ok_or_else(job_not_found)?;
     let mut eval = eval_for(&job, TriggeredBy::JobDeregister);
     if let Some(p) = param(&pairs, "eval_priority").filter(|p| !p.is_empty()) {
         eval.priority = p

@@ -168,11 +168,8 @@ pub(crate) struct Reply {
 impl Reply {
     /// `value` as JSON, pretty-printed when the request said `?pretty`.
     pub fn json(value: &impl Serialize, index: u64, pretty: bool) -> Reply {
-        let body = if pretty {
-            serde_json::to_vec_pretty(value)
-        } else {
-            serde_json::to_vec(value)
-        };
+        let body =
+            if pretty { serde_json::to_vec_pretty(value) } else { serde_json::to_vec(value) };
         Reply {
             body: body.map_err(|e| ApiError::Internal(format!("encoding the reply: {e}"))),
             index,
@@ -228,9 +225,9 @@ pub(crate) fn bool_param(
         None => Ok(default),
         Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
         Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
-        Some(other) => {
-            Err(ApiError::BadRequest(format!("invalid value for {name:?}: {other:?} is not a boolean")))
-        }
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "invalid value for {name:?}: {other:?} is not a boolean"
+        ))),
     }
 }
 
@@ -253,8 +250,7 @@ impl Ctx {
         f: impl Fn(&State) -> T,
     ) -> Result<(T, u64), ApiError> {
         let index_of = |s: &State| tables.iter().map(|t| s.table_index(*t)).max().unwrap_or(0);
-        let consistency =
-            if q.allow_stale { Consistency::Stale } else { Consistency::Consistent };
+        let consistency = if q.allow_stale { Consistency::Stale } else { Consistency::Consistent };
         let (mut out, mut index) = self.handle.read(consistency, |s| (f(s), index_of(s))).await?;
         if !q.is_blocking() || index > q.min_index {
             return Ok((out, index));
@@ -281,8 +277,7 @@ impl Ctx {
         q: &QueryOptions,
         f: impl FnOnce(&State) -> T,
     ) -> Result<T, ApiError> {
-        let consistency =
-            if q.allow_stale { Consistency::Stale } else { Consistency::Consistent };
+        let consistency = if q.allow_stale { Consistency::Stale } else { Consistency::Consistent };
         Ok(self.handle.read(consistency, f).await?)
     }
 }

@@ -5,14 +5,12 @@
 use super::allocs::alloc_stub;
 use super::body;
 use super::jobs::outcome_error;
+use super::ApiError;
 use super::{bool_param, now_unix_nanos, query_options, Ctx, Pairs, Reply};
 use crate::state::{Command, Outcome, State, Table};
-use crate::ApiError;
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
-use model::{
-    DrainStrategy, EvalStatus, Evaluation, Node, SchedulingEligibility, TriggeredBy,
-};
+use model::{DrainStrategy, EvalStatus, Evaluation, Node, SchedulingEligibility, TriggeredBy};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

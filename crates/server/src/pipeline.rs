@@ -1,0 +1,151 @@
+//! The leader's scheduling loop, in its simplest correct form: take pending evaluations from the
+//! state, run [`scheduler::schedule`] on a snapshot, re-check the plan with
+//! [`scheduler::verify_plan`], and commit the accepted part with the evaluation's outcome as one
+//! [`Command::PlanResults`].
+//!
+//! It runs one evaluation at a time on the leader, which is what makes re-checking against the
+//! same snapshot sufficient: no other plan can commit in between. It does not yet do what
+//! Nomad's broker adds for throughput and fairness (parallel workers, per-job serialisation
+//! across workers, nack timeouts), nor unblock `blocked` evaluations when capacity appears.
+
+use crate::server::{Consistency, ServerHandle};
+use crate::state::{AllocStop, Command, PlanResults, State};
+use model::{EvalStatus, Evaluation};
+use scheduler::{ClusterState, EvalContext, Plan, PlanVerdict};
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+/// The scheduler's view of the replicated state: every node, allocation and tracked job version.
+pub fn cluster_state(state: &State) -> ClusterState {
+    let mut cs = ClusterState::new();
+    for n in state.nodes() {
+        cs.upsert_node(n.clone());
+    }
+    for j in state.jobs() {
+        for v in state.job_versions(&j.namespace, &j.id) {
+            cs.insert_job_version(v.clone());
+        }
+        cs.insert_job_version(j.clone());
+    }
+    for a in state.allocs() {
+        cs.upsert_alloc(a.clone());
+    }
+    cs
+}
+
+/// The seed of an evaluation's random choices: fixed by its ID and the snapshot, so a retry on
+/// a newer snapshot sees a fresh node order, as in Nomad.
+fn seed_for(eval_id: &str, index: u64) -> u64 {
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    h.write(eval_id.as_bytes());
+    h.write_u64(index);
+    h.finish()
+}
+
+fn now_unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Computes the plan for `eval` against `state`, and the command that commits its accepted part
+/// and completes the evaluation.
+pub fn process(state: &State, eval: &Evaluation, now: i64) -> (Plan, Command) {
+    let cs = cluster_state(state);
+    let job = state.job(&eval.namespace, &eval.job_id);
+    let ctx = EvalContext {
+        eval: eval.clone(),
+        now_unix_nanos: now,
+        seed: seed_for(&eval.id, state.index()),
+        algorithm: scheduler::Algorithm::default(),
+    };
+    let plan = scheduler::schedule(&cs, job, &ctx);
+    let verdict = scheduler::verify_plan(&cs, &plan);
+    let command = Command::PlanResults(results(&plan, &verdict, eval, now));
+    (plan, command)
+}
+
+fn results(plan: &Plan, verdict: &PlanVerdict, eval: &Evaluation, now: i64) -> PlanResults {
+    let accepted = |node: &String| verdict.accepted_nodes.contains(node);
+    let allocs = plan
+        .node_allocation
+        .iter()
+        .filter(|(n, _)| accepted(n))
+        .flat_map(|(_, a)| a.iter().cloned())
+        .collect();
+    let stops = plan
+        .node_update
+        .iter()
+        .filter(|(n, _)| accepted(n))
+        .flat_map(|(_, s)| s.iter())
+        .map(|s| AllocStop {
+            alloc_id: s.alloc_id.clone(),
+            desired_description: s.desired_description.clone(),
+            client_status: s.client_status,
+            followup_eval_id: None,
+            modify_time: now,
+        })
+        .collect();
+    let mut evals: Vec<Evaluation> = plan.followup_evals.clone();
+    let mut done = eval.clone();
+    done.status = EvalStatus::Complete;
+    done.failed_tg_allocs = plan.failed_tg_allocs.clone();
+    done.queued_allocations = plan.queued_allocations.clone();
+    done.modify_time = now;
+    if let Some(b) = &plan.blocked_eval {
+        done.blocked_eval = b.id.clone();
+        evals.push(b.clone());
+    }
+    if !verdict.is_complete() {
+        // Nodes refused part of the plan: complete this evaluation and retry the job with a
+        // fresh one, as Nomad's worker does after a partial commit.
+        let mut retry = eval.clone();
+        retry.id = scheduler::Rng::new(seed_for(&eval.id, now as u64)).uuid();
+        retry.previous_eval = eval.id.clone();
+        retry.status = EvalStatus::Pending;
+        retry.create_time = now;
+        retry.modify_time = now;
+        done.next_eval = retry.id.clone();
+        evals.push(retry);
+    }
+    evals.push(done);
+    PlanResults { eval_id: eval.id.clone(), allocs, stops, evals }
+}
+
+/// Runs the loop until the server stops: on the leader, processes pending evaluations in
+/// priority then creation order; elsewhere, waits.
+pub async fn run(handle: ServerHandle) {
+    loop {
+        let applied = handle.applied_index();
+        if handle.is_leader() {
+            let now = now_unix_nanos();
+            let next = handle
+                .read(Consistency::Stale, |s| {
+                    s.evals()
+                        .filter(|e| e.status == EvalStatus::Pending && e.wait_until <= now)
+                        .min_by_key(|e| (-e.priority, e.create_index))
+                        .map(|e| {
+                            let (_, command) = process(s, e, now);
+                            command
+                        })
+                })
+                .await;
+            match next {
+                Ok(Some(command)) => {
+                    if let Err(e) = handle.write(command).await {
+                        tracing::warn!(error = %e, "committing a plan failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "pipeline read failed"),
+            }
+        }
+        // Delayed evaluations become due without any write, so look again at least every second.
+        handle.wait_for_index(applied + 1, Duration::from_secs(1)).await;
+    }
+}
