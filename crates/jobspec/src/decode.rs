@@ -1887,7 +1887,7 @@ fn check(
     let mut c = ServiceCheck::default();
     match f.attr("type") {
         Some(a) => {
-            let Some(t) = cx.string(a) else { return None };
+            let t = cx.string(a)?;
             match t.as_str() {
                 "tcp" | "http" | "script" => c.check_type = t,
                 "grpc" => cx.error_hint(

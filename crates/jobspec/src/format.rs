@@ -197,9 +197,6 @@ impl<'s> Formatter<'s> {
         if let Some(c) = same {
             self.line(depth + 1, &c);
         }
-        while trailing.last() == Some(&Trivia::Blank) {
-            break;
-        }
         let trailing: Vec<Trivia> = trailing.into_iter().filter(|t| *t != Trivia::Blank).collect();
         self.push_trivia(&trailing, depth + 1);
         // A blank line right before the closing brace is dropped.

@@ -79,10 +79,7 @@ pub fn parse_str_raw(
     ev.set_locals(resolved.locals);
     ev.set_failed(resolved.failed);
     let mut cx = decode::Cx { src: &src, ev, diags };
-    let job = match decode::top_level(&mut cx, &body) {
-        Some(b) => Some(decode::job(&mut cx, &b)),
-        None => None,
-    };
+    let job = decode::top_level(&mut cx, &body).map(|b| decode::job(&mut cx, &b));
     let mut diags = cx.diags;
     match job {
         Some(job) if diags.is_empty() => Ok(job),

@@ -706,12 +706,9 @@ mod tests {
             from_cli_string("[\"a\", \"b\"]", &ty("list(string)")),
             Ok(Value::Array(vec!["a".into(), "b".into()]))
         );
-        assert_eq!(
-            from_cli_string("[\"a\"", &ty("list(string)"))
-                .unwrap_err()
-                .starts_with("not a valid HCL value"),
-            true
-        );
+        assert!(from_cli_string("[\"a\"", &ty("list(string)"))
+            .unwrap_err()
+            .starts_with("not a valid HCL value"));
         assert_eq!(from_cli_string("3", &Type::Number), Ok(Value::from("3")));
     }
 }

@@ -2219,3 +2219,504 @@ mod formatting {
         assert_eq!((err.0[0].line, err.0[0].col), (1, 5));
     }
 }
+
+/// model → JSON → model is the identity, for generated jobs and for every parsed corpus job.
+mod roundtrip {
+    use super::*;
+    use model::*;
+    use proptest::collection::{btree_map, vec};
+    use proptest::option;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-z0-9_.${}-]{0,10}"
+    }
+
+    fn duration() -> BoxedStrategy<Duration> {
+        prop_oneof![Just(Duration::ZERO), (0u64..=i64::MAX as u64).prop_map(Duration::from_nanos)]
+            .boxed()
+    }
+
+    fn string_map() -> impl Strategy<Value = BTreeMap<String, String>> {
+        btree_map(name(), name(), 0..3)
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<bool>().prop_map(serde_json::Value::from),
+            name().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                btree_map(name(), inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn constraint() -> impl Strategy<Value = Constraint> {
+        (name(), name(), name()).prop_map(|(ltarget, rtarget, operand)| Constraint {
+            ltarget,
+            rtarget,
+            operand,
+        })
+    }
+
+    fn affinity() -> impl Strategy<Value = Affinity> {
+        (name(), name(), name(), any::<i8>()).prop_map(|(ltarget, rtarget, operand, weight)| {
+            Affinity { ltarget, rtarget, operand, weight }
+        })
+    }
+
+    fn spread() -> impl Strategy<Value = Spread> {
+        (
+            name(),
+            any::<i8>(),
+            vec(
+                (name(), any::<u8>()).prop_map(|(value, percent)| SpreadTarget { value, percent }),
+                0..3,
+            ),
+        )
+            .prop_map(|(attribute, weight, spread_target)| Spread {
+                attribute,
+                weight,
+                spread_target,
+            })
+    }
+
+    fn restart() -> impl Strategy<Value = RestartPolicy> {
+        (duration(), any::<u32>(), duration(), name(), any::<bool>()).prop_map(
+            |(interval, attempts, delay, mode, render_templates)| RestartPolicy {
+                interval,
+                attempts,
+                delay,
+                mode,
+                render_templates,
+            },
+        )
+    }
+
+    fn reschedule() -> impl Strategy<Value = ReschedulePolicy> {
+        (any::<u32>(), duration(), duration(), name(), duration(), any::<bool>()).prop_map(
+            |(attempts, interval, delay, delay_function, max_delay, unlimited)| ReschedulePolicy {
+                attempts,
+                interval,
+                delay,
+                delay_function,
+                max_delay,
+                unlimited,
+            },
+        )
+    }
+
+    fn update() -> impl Strategy<Value = UpdateStrategy> {
+        (
+            (duration(), any::<u32>(), name(), duration()),
+            (duration(), duration(), any::<u32>(), any::<bool>(), any::<bool>()),
+        )
+            .prop_map(
+                |(
+                    (stagger, max_parallel, health_check, min_healthy_time),
+                    (healthy_deadline, progress_deadline, canary, auto_revert, auto_promote),
+                )| {
+                    UpdateStrategy {
+                        stagger,
+                        max_parallel,
+                        health_check,
+                        min_healthy_time,
+                        healthy_deadline,
+                        progress_deadline,
+                        canary,
+                        auto_revert,
+                        auto_promote,
+                    }
+                },
+            )
+    }
+
+    fn migrate() -> impl Strategy<Value = MigrateStrategy> {
+        (any::<u32>(), name(), duration(), duration()).prop_map(
+            |(max_parallel, health_check, min_healthy_time, healthy_deadline)| MigrateStrategy {
+                max_parallel,
+                health_check,
+                min_healthy_time,
+                healthy_deadline,
+            },
+        )
+    }
+
+    fn port() -> impl Strategy<Value = Port> {
+        (name(), any::<u16>(), any::<i32>(), name())
+            .prop_map(|(label, value, to, host_network)| Port { label, value, to, host_network })
+    }
+
+    fn network() -> impl Strategy<Value = NetworkResource> {
+        (
+            (name(), name(), name(), name(), name()),
+            any::<u32>(),
+            vec(port(), 0..3),
+            vec(port(), 0..3),
+        )
+            .prop_map(
+                |((mode, device, cidr, ip, hostname), mbits, reserved_ports, dynamic_ports)| {
+                    NetworkResource {
+                        mode,
+                        device,
+                        cidr,
+                        ip,
+                        hostname,
+                        mbits,
+                        reserved_ports,
+                        dynamic_ports,
+                    }
+                },
+            )
+    }
+
+    fn check_restart() -> impl Strategy<Value = CheckRestart> {
+        (any::<u32>(), duration(), any::<bool>()).prop_map(|(limit, grace, ignore_warnings)| {
+            CheckRestart { limit, grace, ignore_warnings }
+        })
+    }
+
+    fn check() -> impl Strategy<Value = ServiceCheck> {
+        (
+            (name(), name(), name(), vec(name(), 0..3), name(), name(), name(), name()),
+            (duration(), duration(), name(), any::<bool>(), name(), name()),
+            (
+                btree_map(name(), vec(name(), 0..2), 0..2),
+                name(),
+                option::of(check_restart()),
+                name(),
+            ),
+            (any::<u32>(), any::<u32>(), any::<u32>(), name()),
+        )
+            .prop_map(|(a, b, c, d)| ServiceCheck {
+                name: a.0,
+                check_type: a.1,
+                command: a.2,
+                args: a.3,
+                path: a.4,
+                protocol: a.5,
+                port_label: a.6,
+                address_mode: a.7,
+                interval: b.0,
+                timeout: b.1,
+                initial_status: b.2,
+                tls_skip_verify: b.3,
+                tls_server_name: b.4,
+                method: b.5,
+                header: c.0,
+                body: c.1,
+                check_restart: c.2,
+                task_name: c.3,
+                success_before_passing: d.0,
+                failures_before_critical: d.1,
+                failures_before_warning: d.2,
+                on_update: d.3,
+            })
+    }
+
+    fn service() -> impl Strategy<Value = Service> {
+        (
+            (name(), vec(name(), 0..3), vec(name(), 0..2), any::<bool>(), name(), name(), name()),
+            (vec(check(), 0..2), option::of(check_restart()), string_map(), string_map()),
+            (name(), name(), name()),
+        )
+            .prop_map(|(a, b, c)| Service {
+                name: a.0,
+                tags: a.1,
+                canary_tags: a.2,
+                enable_tag_override: a.3,
+                port_label: a.4,
+                address_mode: a.5,
+                address: a.6,
+                checks: b.0,
+                check_restart: b.1,
+                meta: b.2,
+                canary_meta: b.3,
+                task_name: c.0,
+                on_update: c.1,
+                provider: c.2,
+            })
+    }
+
+    fn template() -> impl Strategy<Value = Template> {
+        (
+            (name(), name(), name(), name(), name(), duration(), name()),
+            (
+                option::of(any::<i32>()),
+                option::of(any::<i32>()),
+                name(),
+                name(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            ),
+            option::of(
+                (option::of(duration()), option::of(duration()))
+                    .prop_map(|(min, max)| WaitConfig { min, max }),
+            ),
+        )
+            .prop_map(|(a, b, wait)| Template {
+                source_path: a.0,
+                dest_path: a.1,
+                embedded_tmpl: a.2,
+                change_mode: a.3,
+                change_signal: a.4,
+                splay: a.5,
+                perms: a.6,
+                uid: b.0,
+                gid: b.1,
+                left_delim: b.2,
+                right_delim: b.3,
+                envvars: b.4,
+                error_on_missing_key: b.5,
+                once: b.6,
+                wait,
+            })
+    }
+
+    fn artifact() -> impl Strategy<Value = Artifact> {
+        (name(), string_map(), string_map(), name(), name(), any::<bool>()).prop_map(
+            |(getter_source, getter_options, getter_headers, getter_mode, relative_dest, chown)| {
+                Artifact {
+                    getter_source,
+                    getter_options,
+                    getter_headers,
+                    getter_mode,
+                    relative_dest,
+                    chown,
+                }
+            },
+        )
+    }
+
+    fn resources() -> impl Strategy<Value = Resources> {
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>(), vec(network(), 0..2))
+            .prop_map(|(cpu, cores, memory_mb, memory_max_mb, disk_mb, networks)| Resources {
+                cpu,
+                cores,
+                memory_mb,
+                memory_max_mb,
+                disk_mb,
+                networks,
+            })
+    }
+
+    fn task() -> impl Strategy<Value = Task> {
+        (
+            (
+                name(),
+                name(),
+                name(),
+                option::of(
+                    (name(), any::<bool>()).prop_map(|(hook, sidecar)| Lifecycle { hook, sidecar }),
+                ),
+            ),
+            (
+                btree_map(name(), json_value(), 0..4),
+                vec(constraint(), 0..2),
+                vec(affinity(), 0..2),
+                string_map(),
+            ),
+            (
+                vec(service(), 0..2),
+                option::of(resources()),
+                option::of(restart()),
+                string_map(),
+                option::of(duration()),
+            ),
+            (
+                option::of((any::<u32>(), any::<u32>(), any::<bool>()).prop_map(
+                    |(max_files, max_file_size_mb, disabled)| LogConfig {
+                        max_files,
+                        max_file_size_mb,
+                        disabled,
+                    },
+                )),
+                vec(artifact(), 0..2),
+                vec(template(), 0..2),
+                any::<bool>(),
+                option::of(duration()),
+                name(),
+            ),
+        )
+            .prop_map(|(a, b, c, d)| Task {
+                name: a.0,
+                driver: a.1,
+                user: a.2,
+                lifecycle: a.3,
+                config: b.0,
+                constraints: b.1,
+                affinities: b.2,
+                env: b.3,
+                services: c.0,
+                resources: c.1,
+                restart_policy: c.2,
+                meta: c.3,
+                kill_timeout: c.4,
+                log_config: d.0,
+                artifacts: d.1,
+                templates: d.2,
+                leader: d.3,
+                shutdown_delay: d.4,
+                kill_signal: d.5,
+            })
+    }
+
+    fn group() -> impl Strategy<Value = TaskGroup> {
+        (
+            (
+                name(),
+                any::<u32>(),
+                vec(constraint(), 0..2),
+                vec(affinity(), 0..2),
+                vec(spread(), 0..2),
+                vec(task(), 0..3),
+            ),
+            (
+                option::of(restart()),
+                option::of(reschedule()),
+                option::of((any::<bool>(), any::<bool>(), any::<u32>()).prop_map(
+                    |(sticky, migrate, size_mb)| EphemeralDisk { sticky, migrate, size_mb },
+                )),
+            ),
+            (
+                option::of(update()),
+                option::of(migrate()),
+                vec(network(), 0..2),
+                string_map(),
+                vec(service(), 0..2),
+            ),
+            (
+                option::of(duration()),
+                option::of(
+                    (option::of(any::<u32>()), any::<u32>(), any::<bool>())
+                        .prop_map(|(min, max, enabled)| Scaling { min, max, enabled }),
+                ),
+            ),
+        )
+            .prop_map(|(a, b, c, d)| TaskGroup {
+                name: a.0,
+                count: a.1,
+                constraints: a.2,
+                affinities: a.3,
+                spreads: a.4,
+                tasks: a.5,
+                restart_policy: b.0,
+                reschedule_policy: b.1,
+                ephemeral_disk: b.2,
+                update: c.0,
+                migrate: c.1,
+                networks: c.2,
+                meta: c.3,
+                services: c.4,
+                shutdown_delay: d.0,
+                scaling: d.1,
+            })
+    }
+
+    fn job() -> impl Strategy<Value = Job> {
+        (
+            (
+                name(),
+                name(),
+                name(),
+                name(),
+                prop_oneof![Just(JobType::Service), Just(JobType::Batch), Just(JobType::System)],
+                any::<i32>(),
+            ),
+            (
+                any::<bool>(),
+                vec(name(), 0..3),
+                name(),
+                vec(constraint(), 0..2),
+                vec(affinity(), 0..2),
+                vec(spread(), 0..2),
+            ),
+            (
+                vec(group(), 0..3),
+                option::of(update()),
+                option::of(reschedule()),
+                option::of(migrate()),
+                string_map(),
+            ),
+            (
+                any::<bool>(),
+                name(),
+                name(),
+                any::<bool>(),
+                any::<u64>(),
+                any::<i64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+            ),
+        )
+            .prop_map(|(a, b, c, d)| Job {
+                region: a.0,
+                namespace: a.1,
+                id: a.2,
+                name: a.3,
+                job_type: a.4,
+                priority: a.5,
+                all_at_once: b.0,
+                datacenters: b.1,
+                node_pool: b.2,
+                constraints: b.3,
+                affinities: b.4,
+                spreads: b.5,
+                task_groups: c.0,
+                update: c.1,
+                reschedule: c.2,
+                migrate: c.3,
+                meta: c.4,
+                stop: d.0,
+                status: d.1,
+                status_description: d.2,
+                stable: d.3,
+                version: d.4,
+                submit_time: d.5,
+                create_index: d.6,
+                modify_index: d.7,
+                job_modify_index: d.8,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn model_json_model_is_identity(job in job()) {
+            let json = serde_json::to_string(&job).unwrap();
+            let back: Job = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(back, job);
+        }
+
+        #[test]
+        fn canonicalize_is_idempotent(job in job()) {
+            let mut once = job;
+            once.canonicalize();
+            let mut twice = once.clone();
+            twice.canonicalize();
+            prop_assert_eq!(twice, once);
+        }
+    }
+
+    #[test]
+    fn parsed_jobs_round_trip_through_json() {
+        let dir = manifest_dir().join("../../../shared/corpus/potluck");
+        for entry in std::fs::read_dir(&dir).expect("corpus directory beside the repository") {
+            let path = entry.unwrap().path();
+            let Ok(job) = parse_file(&path, &ParseOptions::default()) else { continue };
+            let back: Job = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
+            assert_eq!(back, job, "{}", path.display());
+        }
+    }
+}
