@@ -75,7 +75,9 @@ pub fn schedule_generic(run: &mut Run, job: &Job) {
             let a = state.alloc_at(slot);
             let fits = state.node_idx(&a.node_id).is_some_and(|n| {
                 let node = state.node(n);
-                node.is_schedulable()
+                // Like Nomad, an ineligible node keeps its allocations updatable in place; only
+                // new placements need eligibility.
+                node.status == model::NodeStatus::Ready
                     && checker.check(node, state.node_class(n)).is_ok()
                     && run.fits(n, &ask, Some(&AllocFootprint::of(a))).is_ok()
             });

@@ -23,7 +23,7 @@
 //!
 //! ```text
 //! ClusterState::new() / upsert_node(Node) / upsert_alloc(Allocation) / remove_alloc(&str)
-//!              / insert_job_version(Job) / apply_plan(&Plan, &PlanVerdict, now) -> usize
+//!              / insert_job_version(Job) / apply_plan(Plan, &PlanVerdict, now) -> usize
 //! schedule(&ClusterState, Option<&Job>, &EvalContext) -> Plan     // None = purged job
 //! verify_plan(&ClusterState, &Plan) -> PlanVerdict
 //! ```

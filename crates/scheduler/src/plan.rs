@@ -243,43 +243,37 @@ fn verify_node(state: &ClusterState, plan: &Plan, node_id: &str) -> Result<(), S
 
 impl ClusterState {
     /// Applies the accepted part of a plan: stops (and lost marks), new and updated
-    /// allocations, and `next_allocation` links on replaced allocations. Returns how many
-    /// allocations were written.
-    pub fn apply_plan(&mut self, plan: &Plan, verdict: &PlanVerdict, now_unix_nanos: i64) -> usize {
+    /// allocations, and `next_allocation` links on replaced allocations. Takes the plan by value
+    /// so its allocations move into the state without a copy. Returns how many allocations were
+    /// written.
+    pub fn apply_plan(&mut self, plan: Plan, verdict: &PlanVerdict, now_unix_nanos: i64) -> usize {
         let mut written = 0;
         for (node_id, stops) in &plan.node_update {
             if !verdict.accepted_nodes.contains(node_id) {
                 continue;
             }
             for s in stops {
-                if let Some(old) = self.alloc(&s.alloc_id) {
-                    let mut a = old.clone();
+                let changed = self.modify_alloc(&s.alloc_id, |a| {
                     a.desired_status = s.desired_status;
                     a.desired_description = s.desired_description.clone();
                     if let Some(c) = s.client_status {
                         a.client_status = c;
                     }
                     a.modify_time = now_unix_nanos;
-                    self.upsert_alloc(a);
-                    written += 1;
-                }
+                });
+                written += usize::from(changed);
             }
         }
-        for (node_id, allocs) in &plan.node_allocation {
-            if !verdict.accepted_nodes.contains(node_id) {
+        for (node_id, allocs) in plan.node_allocation {
+            if !verdict.accepted_nodes.contains(&node_id) {
                 continue;
             }
             for a in allocs {
                 if !a.previous_allocation.is_empty() {
-                    if let Some(prev) = self.alloc(&a.previous_allocation) {
-                        if prev.next_allocation != a.id {
-                            let mut p = prev.clone();
-                            p.next_allocation = a.id.clone();
-                            self.upsert_alloc(p);
-                        }
-                    }
+                    let next = a.id.clone();
+                    self.modify_alloc(&a.previous_allocation, |p| p.next_allocation = next);
                 }
-                self.upsert_alloc(a.clone());
+                self.upsert_alloc(a);
                 written += 1;
             }
         }

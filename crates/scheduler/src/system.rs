@@ -98,7 +98,7 @@ pub fn schedule_system(run: &mut Run, job: &Job) {
                     continue;
                 }
                 let in_place = updatable_in_place(state, job, tg, a.job_version)
-                    && node.is_schedulable()
+                    && node.status == model::NodeStatus::Ready
                     && run.fits(n, &ask, Some(&AllocFootprint::of(a))).is_ok();
                 if in_place {
                     let mut updated = a.clone();

@@ -757,7 +757,7 @@ fn apply_plan_links_replacements_and_marks_lost() {
     );
     let (plan, _) = run_with(&state, Some(&service("web", 1)), &ctx("web"));
     let verdict = verify_plan(&state, &plan);
-    state.apply_plan(&plan, &verdict, NOW);
+    state.apply_plan(plan, &verdict, NOW);
     let old = state.alloc("a0").unwrap();
     assert_eq!(old.client_status, model::ClientStatus::Lost);
     assert_eq!(old.desired_status, model::DesiredStatus::Stop);

@@ -20,7 +20,7 @@ fn nodes_used(nodes: usize, jobs: usize, count: u32, cpu: u32, mem: u32, seed: u
         let plan = schedule(&state, Some(&job), &c);
         assert!(plan.failed_tg_allocs.is_empty(), "{:?}", plan.failed_tg_allocs);
         let verdict = verify_plan(&state, &plan);
-        state.apply_plan(&plan, &verdict, NOW);
+        state.apply_plan(plan, &verdict, NOW);
     }
     let used = (0..nodes as u32).filter(|i| state.usage(*i).allocs > 0).count() as u64;
     let total = jobs as u64 * u64::from(count);

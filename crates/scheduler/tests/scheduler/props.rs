@@ -136,7 +136,7 @@ fn fixture(nodes: &[NodeSpec]) -> String {
 fn apply(state: &mut ClusterState, plan: &Plan) {
     let verdict = verify_plan(state, plan);
     assert!(verdict.is_complete(), "rejected on own snapshot: {:?}", verdict.rejected_nodes);
-    state.apply_plan(plan, &verdict, NOW);
+    state.apply_plan(plan.clone(), &verdict, NOW);
 }
 
 /// Builds a cluster with other jobs' work and the target job's version 0 on it, then disturbs it.
