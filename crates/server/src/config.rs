@@ -4,6 +4,8 @@
 //!
 //! This module owns the settings and their defaults. It deserialises with serde from any
 //! self-describing format (the CLI parses HCL into it); it does not read files or flags itself.
+//! Keys it does not know are ignored rather than refused, because one agent file also carries
+//! the `client` block and Nomad settings orc does not implement.
 
 use crate::raft::RaftTiming;
 use serde::{Deserialize, Deserializer};
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 /// The agent configuration (the part a server uses).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Config {
     /// The server's name in `orc server members`; defaults to the host name.
     pub name: String,
@@ -59,7 +61,7 @@ impl Default for Config {
 
 /// `ports { http = 4646 rpc = 4647 serf = 4648 }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Ports {
     pub http: u16,
     /// Server-to-server gRPC (Raft, forwarding, joins).
@@ -76,7 +78,7 @@ impl Default for Ports {
 
 /// `advertise { rpc = "10.0.0.1:4647" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Advertise {
     pub http: Option<String>,
     pub rpc: Option<String>,
@@ -85,7 +87,7 @@ pub struct Advertise {
 
 /// `server { enabled = true bootstrap_expect = 3 server_join { ... } }`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ServerBlock {
     pub enabled: bool,
     /// How many servers must know of each other before the cluster bootstraps. 1 means this
@@ -102,7 +104,7 @@ impl Default for ServerBlock {
 
 /// `server_join { retry_join = ["10.0.0.2", "10.0.0.3:4647"] retry_interval = "30s" }`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ServerJoin {
     /// Other servers' RPC addresses; the port defaults to 4647.
     pub retry_join: Vec<String>,
@@ -178,6 +180,10 @@ mod tests {
         assert_eq!(c.ports, Ports { http: 4646, rpc: 5647, serf: 4648 });
         assert_eq!(c.server.bootstrap_expect, 3);
         assert_eq!(c.server.server_join.retry_interval, Duration::from_secs(15));
-        assert!(serde_json::from_str::<Config>(r#"{"server": {"bootstrap": 1}}"#).is_err());
+        // The client's settings share the file and are not this module's business.
+        let shared: Config =
+            serde_json::from_str(r#"{"client": {"enabled": true}, "server": {"enabled": true}}"#)
+                .unwrap();
+        assert!(shared.server.enabled);
     }
 }

@@ -52,6 +52,8 @@ pub enum Error {
 pub enum StartError {
     #[error("opening the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("listening for server RPC on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -179,6 +181,23 @@ impl Server {
         tracing::info!(id, addr = %inner.addr, "server started");
         Ok(ServerHandle { inner })
     }
+}
+
+/// Runs a server agent on plain TCP until `shutdown` resolves, then stops it. What `orc agent`
+/// runs.
+pub async fn run_until(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let seams = Seams::tcp(&config).await.map_err(|e| StartError::Listen {
+        addr: format!("{}:{}", config.bind_addr, config.ports.rpc),
+        source: e,
+    })?;
+    let handle = Server::start(config, seams).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    Ok(())
 }
 
 fn open_sled(dir: &Path) -> Result<SledStore, StartError> {

@@ -96,3 +96,18 @@ fn open_retrying(path: &std::path::Path) -> SledStore {
     }
     SledStore::open(path).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_seams_advertise_the_bound_address_and_refuse_unroutable_binds() {
+    let mut config = Config { bind_addr: "127.0.0.1".into(), ..Config::default() };
+    config.ports.rpc = 0;
+    let seams = Seams::tcp(&config).await.unwrap();
+    assert!(seams.rpc_advertise.starts_with("127.0.0.1:"), "{}", seams.rpc_advertise);
+    assert!(!seams.rpc_advertise.ends_with(":0"));
+
+    config.bind_addr = "0.0.0.0".into();
+    let err = Seams::tcp(&config).await.err().expect("0.0.0.0 cannot be advertised");
+    assert!(err.to_string().contains("advertise"), "{err}");
+    config.advertise.rpc = Some("10.1.2.3:4647".into());
+    assert_eq!(Seams::tcp(&config).await.unwrap().rpc_advertise, "10.1.2.3:4647");
+}

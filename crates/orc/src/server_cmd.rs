@@ -1,0 +1,236 @@
+//! `orc agent` in server mode: turns Nomad-style agent files and flags into a `server::Config`
+//! and runs the server until SIGINT or SIGTERM.
+//!
+//! It owns only the mapping from files and flags to settings (flags override files; later files
+//! override earlier ones, block by block as Nomad merges). Everything a server does lives in the
+//! `server` crate. The client half of the agent and the HTTP API are not started here.
+
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags of `orc agent`, as `nomad agent` spells them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AgentArgs {
+    /// An agent configuration file (HCL). Repeatable; later files win.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// Run a single in-memory server bound to 127.0.0.1 that bootstraps itself.
+    #[arg(long)]
+    pub dev: bool,
+    /// Enable server mode.
+    #[arg(long)]
+    pub server: bool,
+    /// Where the server keeps its state.
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The address to bind listeners to.
+    #[arg(long = "bind", value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// How many servers to wait for before bootstrapping the cluster.
+    #[arg(long = "bootstrap-expect", value_name = "N")]
+    pub bootstrap_expect: Option<u32>,
+    /// A server to join (host or host:port; the port defaults to 4647). Repeatable.
+    #[arg(long = "retry-join", value_name = "ADDR")]
+    pub retry_join: Vec<String>,
+    /// Time between join attempts, as a Go duration (`15s`).
+    #[arg(long = "retry-interval", value_name = "DURATION")]
+    pub retry_interval: Option<String>,
+    /// The RPC address other servers reach this one at.
+    #[arg(long = "advertise-rpc", value_name = "ADDR")]
+    pub advertise_rpc: Option<String>,
+    /// The server's name.
+    #[arg(long = "node", value_name = "NAME")]
+    pub node: Option<String>,
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    #[arg(long = "dc", value_name = "DATACENTER")]
+    pub dc: Option<String>,
+}
+
+/// Builds the server configuration from `-dev`, the files, then the flags.
+pub fn load_config(args: &AgentArgs) -> anyhow::Result<server::Config> {
+    let mut config = server::Config::default();
+    if args.dev {
+        config.bind_addr = "127.0.0.1".into();
+        config.server.enabled = true;
+        config.server.bootstrap_expect = 1;
+    }
+    for path in &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading agent configuration {}", path.display()))?;
+        let file: server::Config = hcl::from_str(&text)
+            .with_context(|| format!("parsing agent configuration {}", path.display()))?;
+        merge(&mut config, file, &text);
+    }
+    if args.server {
+        config.server.enabled = true;
+    }
+    if let Some(d) = &args.data_dir {
+        config.data_dir = Some(d.clone());
+    }
+    if let Some(b) = &args.bind {
+        config.bind_addr = b.clone();
+    }
+    if let Some(n) = args.bootstrap_expect {
+        config.server.bootstrap_expect = n;
+    }
+    if !args.retry_join.is_empty() {
+        config.server.server_join.retry_join = args.retry_join.clone();
+    }
+    if let Some(i) = &args.retry_interval {
+        config.server.server_join.retry_interval = model::duration::parse_go_duration(i)
+            .map_err(|e| anyhow::anyhow!("-retry-interval {i:?}: {e}"))?;
+    }
+    if let Some(a) = &args.advertise_rpc {
+        config.advertise.rpc = Some(a.clone());
+    }
+    if let Some(n) = &args.node {
+        config.name = n.clone();
+    }
+    if let Some(r) = &args.region {
+        config.region = r.clone();
+    }
+    if let Some(dc) = &args.dc {
+        config.datacenter = dc.clone();
+    }
+    if !config.server.enabled {
+        anyhow::bail!("orc agent runs only servers for now: pass -server or -dev, or set server {{ enabled = true }}");
+    }
+    if config.data_dir.is_none() && !args.dev {
+        anyhow::bail!("a server needs data_dir (or -data-dir) to keep its state; use -dev for an in-memory server");
+    }
+    Ok(config)
+}
+
+/// Later files override earlier ones only for the top-level settings they mention, as Nomad
+/// merges agent files.
+fn merge(into: &mut server::Config, file: server::Config, text: &str) {
+    let body: hcl::Body = match hcl::from_str(text) {
+        Ok(b) => b,
+        Err(_) => return,
+    };
+    let mentioned = |key: &str| {
+        body.attributes().any(|a| a.key.as_str() == key)
+            || body.blocks().any(|b| b.identifier.as_str() == key)
+    };
+    if mentioned("name") {
+        into.name = file.name;
+    }
+    if mentioned("region") {
+        into.region = file.region;
+    }
+    if mentioned("datacenter") {
+        into.datacenter = file.datacenter;
+    }
+    if mentioned("data_dir") {
+        into.data_dir = file.data_dir;
+    }
+    if mentioned("bind_addr") {
+        into.bind_addr = file.bind_addr;
+    }
+    if mentioned("ports") {
+        into.ports = file.ports;
+    }
+    if mentioned("advertise") {
+        into.advertise = file.advertise;
+    }
+    if mentioned("server") {
+        into.server = file.server;
+    }
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub fn run_agent(args: &AgentArgs) -> anyhow::Result<()> {
+    let config = load_config(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        server::server::run_until(config, shutdown_signal()).await.context("running the server")
+    })?;
+    // Give background tasks a moment to log their exit before the runtime is torn down.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_then_flags_make_the_server_config() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let base = dir.path().join("base.hcl");
+        std::fs::write(
+            &base,
+            r#"
+data_dir  = "/var/lib/orc"
+bind_addr = "10.0.0.1"
+ports {
+  rpc = 5647
+}
+server {
+  enabled          = true
+  bootstrap_expect = 3
+  server_join {
+    retry_join     = ["10.0.0.2", "10.0.0.3:5647"]
+    retry_interval = "15s"
+  }
+}
+client {
+  enabled = true
+}
+"#,
+        )
+        .unwrap();
+        let overlay = dir.path().join("overlay.hcl");
+        std::fs::write(&overlay, "bind_addr = \"10.0.0.9\"\n").unwrap();
+        let args = AgentArgs {
+            config: vec![base, overlay],
+            bootstrap_expect: Some(5),
+            ..AgentArgs::default()
+        };
+        let c = load_config(&args).unwrap();
+        assert_eq!(c.data_dir.as_deref(), Some(std::path::Path::new("/var/lib/orc")));
+        assert_eq!(c.bind_addr, "10.0.0.9");
+        assert_eq!(c.ports.rpc, 5647);
+        assert_eq!(c.server.bootstrap_expect, 5);
+        assert_eq!(c.server.server_join.retry_interval, Duration::from_secs(15));
+        assert_eq!(c.join_addrs(), vec!["10.0.0.2:4647", "10.0.0.3:5647"]);
+    }
+
+    #[test]
+    fn refuses_a_server_without_state_directory() {
+        let args = AgentArgs { server: true, ..AgentArgs::default() };
+        let err = load_config(&args).unwrap_err().to_string();
+        assert!(err.contains("data_dir"), "{err}");
+        let dev = load_config(&AgentArgs { dev: true, ..AgentArgs::default() }).unwrap();
+        assert_eq!(dev.bind_addr, "127.0.0.1");
+    }
+}
