@@ -768,3 +768,59 @@ fn apply_plan_links_replacements_and_marks_lost() {
     assert!(again.is_no_op(), "{again:?}");
     assert_eq!(JobType::Service, service("web", 1).job_type);
 }
+
+#[test]
+fn delay_functions_set_the_followup_time() {
+    // Each allocation failed at 9,990 s after two reschedules (delays 20 s, then 40 s). With
+    // delay 20 s and max_delay 70 s: constant waits 20 s, exponential 80 s capped to 70 s,
+    // fibonacci 40 + 20 = 60 s. `r` ran 90 s (> max_delay) since its last reschedule, so its
+    // exponential series resets to 20 s.
+    let state = cluster(
+        "
+        node n1
+        alloc c.c[0] on n1 status=failed modify=9990 resched=20@9000,40@9950
+        alloc e.e[0] on n1 status=failed modify=9990 resched=20@9000,40@9950
+        alloc f.f[0] on n1 status=failed modify=9990 resched=20@9000,40@9950
+        alloc r.r[0] on n1 status=failed modify=9990 resched=20@9000,40@9900
+        ",
+    );
+    let mut out = String::new();
+    for (id, function) in
+        [("c", "constant"), ("e", "exponential"), ("f", "fibonacci"), ("r", "exponential")]
+    {
+        let mut job = service(id, 1);
+        let p = job.task_groups[0].reschedule_policy.as_mut().unwrap();
+        p.delay_function = function.into();
+        (p.delay, p.max_delay) = (Duration::from_secs(20), Duration::from_secs(70));
+        let (plan, _) = run_with(&state, Some(&job), &ctx(id));
+        let due = plan.followup_evals[0].wait_until / SEC;
+        out.push_str(&format!("{id} {function}: follow-up at {due} s\n"));
+    }
+    expect![[r#"
+        c constant: follow-up at 10010 s
+        e exponential: follow-up at 10060 s
+        f fibonacci: follow-up at 10050 s
+        r exponential: follow-up at 10010 s
+    "#]].assert_eq(&out);
+}
+
+#[test]
+fn ineligible_nodes_keep_in_place_updates_but_get_no_new_work() {
+    let mut state = cluster(
+        "
+        node n1 ineligible
+        node n2
+        alloc web.web[0] on n1 v=0
+        ",
+    );
+    let old = service("web", 1);
+    versioned(&mut state, &old);
+    let mut new = old.clone();
+    new.version = 1;
+    new.task_groups[0].count = 2;
+    expect![[r#"
+        update web.web[0] on n1 v1
+        place  web.web[1] on n2 v1
+        group web: DesiredUpdates { ignore: 0, place: 1, migrate: 0, stop: 0, in_place_update: 1, destructive_update: 0, reschedule_now: 0, reschedule_later: 0, lost: 0 }
+    "#]].assert_eq(&run(&state, &new));
+}
