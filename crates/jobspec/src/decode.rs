@@ -711,7 +711,7 @@ pub(crate) fn job(cx: &mut Cx, b: &Blk) -> Job {
     job.affinities = affinities(cx, &f);
     job.spreads = spreads(cx, &f);
     let job_type = job.job_type;
-    if let Some(u) = cx.single(&f, "update") {
+    if let Some(u) = cx.single(&f, "update").filter(|u| allowed_for_type(cx, u, job_type)) {
         let base = model::default_update_strategy(job_type).unwrap_or_else(|| {
             model::default_update_strategy(JobType::Service).unwrap_or_default()
         });
@@ -729,7 +729,7 @@ pub(crate) fn job(cx: &mut Cx, b: &Blk) -> Job {
             job.reschedule = Some(cx.within(r, |cx| reschedule(cx, r, base)));
         }
     }
-    if let Some(m) = cx.single(&f, "migrate") {
+    if let Some(m) = cx.single(&f, "migrate").filter(|m| allowed_for_type(cx, m, job_type)) {
         let base = model::default_migrate_strategy(JobType::Service).unwrap_or_default();
         job.migrate = Some(cx.within(m, |cx| migrate(cx, m, base)));
     }
@@ -762,6 +762,28 @@ pub(crate) fn job(cx: &mut Cx, b: &Blk) -> Job {
         );
     }
     job
+}
+
+/// Nomad refuses `update` in batch jobs and `migrate` outside service jobs: they describe
+/// deployments and drains of long-running allocations. Reports and returns false when refused.
+fn allowed_for_type(cx: &mut Cx, b: &Blk, job_type: JobType) -> bool {
+    let allowed = match b.name.as_str() {
+        "update" => job_type != JobType::Batch,
+        "migrate" => job_type == JobType::Service,
+        _ => true,
+    };
+    if !allowed {
+        cx.error_hint(
+            &b.ident_span,
+            format!("job type \"{}\" does not allow {} blocks", job_type.as_str(), b.name),
+            if b.name == "update" {
+                "rolling updates apply to service and system jobs; remove this block"
+            } else {
+                "migrate applies to service jobs only; remove this block"
+            },
+        );
+    }
+    allowed
 }
 
 /// A `task` written directly in `job` is a group of the same name holding that task.
@@ -859,7 +881,7 @@ fn group(cx: &mut Cx, b: &Blk, job: &Job) -> Option<(TaskGroup, Span)> {
             g.reschedule_policy = Some(cx.within(r, |cx| reschedule(cx, r, base)));
         }
     }
-    if let Some(u) = cx.single(&f, "update") {
+    if let Some(u) = cx.single(&f, "update").filter(|u| allowed_for_type(cx, u, job_type)) {
         let base = job
             .update
             .clone()
@@ -868,7 +890,7 @@ fn group(cx: &mut Cx, b: &Blk, job: &Job) -> Option<(TaskGroup, Span)> {
             .unwrap_or_default();
         g.update = Some(cx.within(u, |cx| update(cx, u, base)));
     }
-    if let Some(m) = cx.single(&f, "migrate") {
+    if let Some(m) = cx.single(&f, "migrate").filter(|m| allowed_for_type(cx, m, job_type)) {
         let base = job
             .migrate
             .clone()
@@ -1204,7 +1226,8 @@ fn task(
         );
         cx.diags.extend(driver_diags);
     }
-    t.config = entries.into_iter().map(|e| (e.key.to_string(), e.value)).collect();
+    t.config =
+        entries.into_iter().filter(|e| e.evaluated).map(|e| (e.key.to_string(), e.value)).collect();
     Some(t)
 }
 
@@ -1226,7 +1249,7 @@ fn config<'a>(cx: &mut Cx, b: &Blk<'a>) -> Vec<ConfigEntry<'a>> {
                     continue;
                 }
                 let attr = Attr { name: key, key_span: key_span.clone(), expr: &a.value };
-                let Some(value) = cx.value(&attr) else { continue };
+                let value = cx.value(&attr);
                 let item_spans = match &a.value {
                     Expression::Array(items) => {
                         items.iter().map(|e| e.span().unwrap_or_default()).collect()
@@ -1237,7 +1260,8 @@ fn config<'a>(cx: &mut Cx, b: &Blk<'a>) -> Vec<ConfigEntry<'a>> {
                     key,
                     key_span,
                     value_span: attr.span(),
-                    value: funcs::value_to_json(&value),
+                    evaluated: value.is_some(),
+                    value: value.map_or(serde_json::Value::Null, |v| funcs::value_to_json(&v)),
                     item_spans,
                 });
             }
@@ -1260,6 +1284,7 @@ fn config<'a>(cx: &mut Cx, b: &Blk<'a>) -> Vec<ConfigEntry<'a>> {
                         key_span: key_span.clone(),
                         value_span: key_span,
                         value,
+                        evaluated: true,
                         item_spans: Vec::new(),
                     }),
                 }
@@ -1647,7 +1672,15 @@ fn template(cx: &mut Cx, b: &Blk) -> Option<Template> {
         _ => {}
     }
     if let Some(a) = f.attr("change_mode") {
-        t.change_mode = cx.choice(a, &["restart", "noop", "signal"]).unwrap_or_default();
+        if cx.string(a).as_deref() == Some("script") {
+            cx.error_hint(
+                &a.span(),
+                "change_mode \"script\" is not supported by orc",
+                "orc does not run template change scripts; use change_mode = \"restart\" or \"signal\"",
+            );
+        } else {
+            t.change_mode = cx.choice(a, &["restart", "noop", "signal"]).unwrap_or_default();
+        }
     }
     if let Some(a) = f.attr("change_signal") {
         t.change_signal = cx.string(a).unwrap_or_default();

@@ -12,6 +12,9 @@ pub(crate) struct ConfigEntry<'a> {
     pub key_span: Span,
     pub value_span: Span,
     pub value: Value,
+    /// False when the value could not be evaluated; that error is already reported, so the
+    /// validators treat the key as present but do not look at its value.
+    pub evaluated: bool,
     /// Spans of the elements when the value was written as a list literal.
     pub item_spans: Vec<Span>,
 }
@@ -63,8 +66,9 @@ impl Checker<'_, '_, '_> {
         self.diags.push(d);
     }
 
+    /// An entry whose value is known.
     fn get(&self, key: &str) -> Option<&ConfigEntry<'_>> {
-        self.entries.iter().find(|e| e.key == key)
+        self.entries.iter().find(|e| e.key == key && e.evaluated)
     }
 
     fn unknown_keys(&mut self, valid: &[&str]) {
@@ -81,7 +85,7 @@ impl Checker<'_, '_, '_> {
     }
 
     fn require(&mut self, key: &str, at: &Span, example: &str) {
-        if self.get(key).is_none() {
+        if !self.entries.iter().any(|e| e.key == key) {
             let msg = format!("{} task config needs \"{key}\"", self.driver);
             self.error(at, msg, Some(format!("add `{key} = {example}`")));
         }
@@ -249,7 +253,7 @@ fn pot(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
     }
     c.string("command");
     c.string("network_mode");
-    if c.strings("args").is_some() && c.get("command").is_none() {
+    if c.strings("args").is_some() && !c.entries.iter().any(|e| e.key == "command") {
         let span = c.get("args").map(|e| e.key_span.clone()).unwrap_or_default();
         c.error(
             &span,

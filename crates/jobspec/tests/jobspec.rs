@@ -1891,6 +1891,80 @@ job "w" {
     }
 
     #[test]
+    fn blocks_refused_by_job_type_and_no_cascaded_errors() {
+        check_err(
+            r#"
+job "b" {
+  type = "batch"
+  update {
+    max_parallel = 2
+  }
+  group "g" {
+    migrate {
+      max_parallel = 1
+    }
+    task "t" {
+      driver = "pot"
+      config {
+        image = var.missing
+        pot   = "p"
+        tag   = "1"
+      }
+      template {
+        data        = "x"
+        destination = "local/x"
+        change_mode = "script"
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: job type "batch" does not allow update blocks
+                 --> test.nomad:4:3
+                  |
+                4 |   update {
+                  |   ^^^^^^
+                  = help: rolling updates apply to service and system jobs; remove this block
+
+                error: job type "batch" does not allow migrate blocks
+                 --> test.nomad:8:5
+                  |
+                8 |     migrate {
+                  |     ^^^^^^^
+                  = help: migrate applies to service jobs only; remove this block
+
+                error: undeclared variable var.missing
+                  --> test.nomad:14:17
+                   |
+                14 |         image = var.missing
+                   |                 ^^^^^^^^^^^
+                   = help: declare it with a `variable "missing" {}` block
+
+                error: change_mode "script" is not supported by orc
+                  --> test.nomad:21:23
+                   |
+                21 |         change_mode = "script"
+                   |                       ^^^^^^^^
+                   = help: orc does not run template change scripts; use change_mode = "restart" or "signal"
+
+                4 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_reported_without_a_position() {
+        let err =
+            parse_file(std::path::Path::new("/nonexistent/job.nomad"), &ParseOptions::default())
+                .unwrap_err();
+        assert_eq!(err.0[0].line, 0);
+        expect![[r#"
+            error: cannot read job file: No such file or directory (os error 2)
+              --> /nonexistent/job.nomad"#]]
+        .assert_eq(&err.to_string());
+    }
+
+    #[test]
     fn expressions_that_cannot_be_evaluated() {
         check_err(
             r#"
@@ -1930,13 +2004,6 @@ job "e" {
                   |             ^^^^^^^^^^
                   = help: runtime values can only appear inside strings, as "${node.count}"
 
-                error: raw_exec task config needs "command"
-                 --> test.nomad:9:7
-                  |
-                9 |       config {
-                  |       ^^^^^^
-                  = help: add `command = "/usr/local/bin/app"`
-
                 error: cannot include a list in a string template
                   --> test.nomad:10:20
                    |
@@ -1944,7 +2011,7 @@ job "e" {
                    |                    ^^^^^^^^^
                    = help: only strings, numbers and bools can be interpolated; use join() or jsonencode() for collections
 
-                5 errors in test.nomad"#]],
+                4 errors in test.nomad"#]],
         );
     }
 }
