@@ -3,7 +3,8 @@
 //! job). It measures; it asserts nothing beyond the plans being accepted.
 //!
 //! Run: `cargo bench -p scheduler --bench c1m`. `C1M_SCALE=2m` runs 10,000 nodes × 2,000,000
-//! allocations; `C1M_NODES`, `C1M_JOBS`, `C1M_COUNT` override the shape.
+//! allocations; `C1M_FLEET=uniform` uses one node size (8,000 MHz / 16 GiB) so the node-count
+//! packing ratio is meaningful; `C1M_NODES`, `C1M_JOBS`, `C1M_COUNT` override the shape.
 
 use model::{
     DriverInfo, EvalStatus, Evaluation, Job, JobType, NetworkResource, Node, NodeStatus, Port,
@@ -19,8 +20,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// Three node sizes in equal shares, like a fleet bought over several years.
 const SIZES: [(u64, u64); 3] = [(4_000, 8_192), (8_000, 16_384), (16_000, 32_768)];
 
-fn node(i: usize) -> Node {
-    let (cpu, mem) = SIZES[i % SIZES.len()];
+fn node(i: usize, uniform: bool) -> Node {
+    let (cpu, mem) = if uniform { SIZES[1] } else { SIZES[i % SIZES.len()] };
     let mut n = Node {
         id: format!("node-{i:05}"),
         name: format!("host{i}"),
@@ -98,13 +99,15 @@ fn main() {
     let nodes = env_usize("C1M_NODES", if big { 10_000 } else { 5_000 });
     let jobs = env_usize("C1M_JOBS", if big { 2_000 } else { 1_000 });
     let count = env_usize("C1M_COUNT", 1_000) as u32;
+    let uniform = std::env::var("C1M_FLEET").is_ok_and(|v| v == "uniform");
+    let sizes = if uniform { vec![SIZES[1]] } else { SIZES.to_vec() };
     println!(
-        "c1m: {jobs} service jobs x {count} allocs onto {nodes} nodes (sizes {SIZES:?} MHz/MB)"
+        "c1m: {jobs} service jobs x {count} allocs onto {nodes} nodes (sizes {sizes:?} MHz/MB)"
     );
 
     let mut state = ClusterState::new();
     for i in 0..nodes {
-        state.upsert_node(node(i));
+        state.upsert_node(node(i, uniform));
     }
     let mut sched_times = Vec::with_capacity(jobs);
     let mut sched_cpu_times = Vec::with_capacity(jobs);

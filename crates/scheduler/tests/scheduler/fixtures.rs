@@ -801,7 +801,8 @@ fn delay_functions_set_the_followup_time() {
         e exponential: follow-up at 10060 s
         f fibonacci: follow-up at 10050 s
         r exponential: follow-up at 10010 s
-    "#]].assert_eq(&out);
+    "#]]
+    .assert_eq(&out);
 }
 
 #[test]
