@@ -859,6 +859,40 @@ mod tests {
     }
 
     #[test]
+    fn service_names_default_and_substitute_placeholders() {
+        let service = |name: &str| Service { name: name.into(), ..Service::default() };
+        let mut job = Job {
+            id: "web".into(),
+            task_groups: vec![TaskGroup {
+                name: "g".into(),
+                services: vec![service(""), service("${JOB}-${TASKGROUP}-x")],
+                affinities: vec![Affinity {
+                    ltarget: "${node.class}".into(),
+                    ..Affinity::default()
+                }],
+                tasks: vec![Task {
+                    name: "t".into(),
+                    services: vec![
+                        service(""),
+                        service("${BASE}-${TASK}"),
+                        service("${NOMAD_META_x}"),
+                    ],
+                    ..Task::default()
+                }],
+                ..TaskGroup::default()
+            }],
+            ..Job::default()
+        };
+        job.canonicalize();
+        let group = &job.task_groups[0];
+        let names: Vec<&str> = group.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["web-g", "web-g-x"]);
+        let names: Vec<&str> = group.tasks[0].services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["web-g-t", "web-g-t-t", "${NOMAD_META_x}"]);
+        assert_eq!(group.affinities[0].weight, 50);
+    }
+
+    #[test]
     fn durations_serialize_as_nanoseconds() {
         let task = Task { kill_timeout: Some(Duration::from_secs(5)), ..Task::default() };
         let json = serde_json::to_value(&task).unwrap();
