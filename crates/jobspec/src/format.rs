@@ -14,6 +14,8 @@ const INDENT: &str = "  ";
 enum Trivia {
     Blank,
     Comment(String),
+    /// A continuation line of a `/* */` comment, printed exactly as written.
+    Raw(String),
 }
 
 /// Splits decor text into the comment that ends the current line (if any) and the comments and
@@ -27,19 +29,20 @@ fn split_decor(text: &str) -> (Option<String>, Vec<Trivia>) {
     for (i, seg) in rest.iter().enumerate() {
         let t = seg.trim();
         let is_last = i + 1 == rest.len();
+        if in_block_comment {
+            // Inside a /* */ comment the author's own layout is kept.
+            out.push(Trivia::Raw(seg.trim_end().to_string()));
+            in_block_comment = !t.contains("*/");
+            continue;
+        }
         if t.is_empty() {
             // The last segment is the indentation before the item itself.
-            if !is_last && !in_block_comment && out.last() != Some(&Trivia::Blank) {
+            if !is_last && out.last() != Some(&Trivia::Blank) {
                 out.push(Trivia::Blank);
             }
             continue;
         }
-        if t.starts_with("/*") && !t.contains("*/") {
-            in_block_comment = true;
-        }
-        if in_block_comment && t.contains("*/") {
-            in_block_comment = false;
-        }
+        in_block_comment = t.contains("/*") && !t[t.rfind("/*").unwrap_or(0)..].contains("*/");
         out.push(Trivia::Comment(t.to_string()));
     }
     (same_line, out)
@@ -94,6 +97,10 @@ impl<'s> Formatter<'s> {
                     }
                 }
                 Trivia::Comment(c) => self.line(depth, c),
+                Trivia::Raw(text) => {
+                    self.out.push_str(text);
+                    self.out.push('\n');
+                }
             }
         }
     }
@@ -238,8 +245,10 @@ impl<'s> Formatter<'s> {
                 push_comment(&mut lines, &inner, &c);
             }
             for t in pre {
-                if let Trivia::Comment(c) = t {
-                    lines.push(format!("{inner}{c}"));
+                match t {
+                    Trivia::Comment(c) => lines.push(format!("{inner}{c}")),
+                    Trivia::Raw(text) => lines.push(text),
+                    Trivia::Blank => {}
                 }
             }
             let comma = if i + 1 < n || a.trailing_comma() { "," } else { "" };
@@ -256,8 +265,10 @@ impl<'s> Formatter<'s> {
             push_comment(&mut lines, &inner, &c);
         }
         for t in trailing {
-            if let Trivia::Comment(c) = t {
-                lines.push(format!("{inner}{c}"));
+            match t {
+                Trivia::Comment(c) => lines.push(format!("{inner}{c}")),
+                Trivia::Raw(text) => lines.push(text),
+                Trivia::Blank => {}
             }
         }
         format!("[\n{}\n{}]", lines.join("\n"), INDENT.repeat(depth))
@@ -297,8 +308,10 @@ impl<'s> Formatter<'s> {
                 push_comment(&mut lines, &inner, &c);
             }
             for t in pre {
-                if let Trivia::Comment(c) = t {
-                    lines.push(format!("{inner}{c}"));
+                match t {
+                    Trivia::Comment(c) => lines.push(format!("{inner}{c}")),
+                    Trivia::Raw(text) => lines.push(text),
+                    Trivia::Blank => {}
                 }
             }
             let key = key_text(k);
@@ -317,8 +330,10 @@ impl<'s> Formatter<'s> {
             push_comment(&mut lines, &inner, &c);
         }
         for t in trailing {
-            if let Trivia::Comment(c) = t {
-                lines.push(format!("{inner}{c}"));
+            match t {
+                Trivia::Comment(c) => lines.push(format!("{inner}{c}")),
+                Trivia::Raw(text) => lines.push(text),
+                Trivia::Blank => {}
             }
         }
         format!("{{\n{}\n{}}}", lines.join("\n"), INDENT.repeat(depth))

@@ -2279,6 +2279,120 @@ mod formatting {
     }
 
     #[test]
+    fn fmt_keeps_comments_everywhere_and_is_stable() {
+        let src = r##"/* block comment
+   spanning */
+job "x" {
+  meta = {
+    # leading
+    a = "1" # trailing a
+    "b.c" = 2
+  }
+  args = [ # after bracket
+    "a",
+    /* inline */ "b"
+  ]
+  empty = []
+  obj = {}
+  nested = { a = [1,2], b = { c = 3 } }
+  multi = [
+    { a = 1 },
+    {
+      b = 2
+    },
+  ]
+  cond = var.x > 1 ? "a" : "b"
+  tpl = <<-EOT
+    indented
+      more
+    EOT
+  f = upper(  "x"  )
+  group "g" {
+
+    # comment at start
+
+    count = 1
+
+
+    # comment before end
+
+  }
+  # end of job
+}
+# end of file
+job "y" {
+  args = [
+    /* multi
+       line */
+    "a",
+  ]
+  group "g" {
+    /* nested
+         keep */
+    count = 1
+  }
+}
+"##;
+        let once = format_source("c.nomad", src).unwrap();
+        expect![[r#"
+            /* block comment
+               spanning */
+            job "x" {
+              meta = {
+                # leading
+                a     = "1" # trailing a
+                "b.c" = 2
+              }
+              args = [
+                # after bracket
+                "a",
+                /* inline */
+                "b"
+              ]
+              empty  = []
+              obj    = {}
+              nested = { a = [1, 2], b = { c = 3 } }
+              multi  = [
+                { a = 1 },
+                {
+                  b = 2
+                },
+              ]
+              cond = var.x > 1 ? "a" : "b"
+              tpl  = <<-EOT
+                indented
+                  more
+                EOT
+              f = upper(  "x"  )
+              group "g" {
+                # comment at start
+
+                count = 1
+                # comment before end
+              }
+              # end of job
+            }
+            # end of file
+            job "y" {
+              args = [
+                /* multi
+                   line */
+                "a",
+              ]
+              group "g" {
+                /* nested
+                     keep */
+                count = 1
+              }
+            }
+        "#]]
+        .assert_eq(&once);
+        assert_eq!(format_source("c.nomad", &once).unwrap(), once);
+        let comments = |text: &str| text.matches('#').count() + text.matches("/*").count();
+        assert_eq!(comments(&once), comments(src), "a comment was lost");
+    }
+
+    #[test]
     fn fmt_reports_syntax_errors_and_typographic_quotes() {
         let err = format_source("x.nomad", "job \"x\" {\n").unwrap_err();
         assert_eq!((err.0[0].line, err.0[0].col), (1, 10));
