@@ -22,6 +22,7 @@ struct NodeSpec {
 #[derive(Debug, Clone)]
 struct JobSpec {
     batch: bool,
+    system: bool,
     count: u32,
     cpu: u32,
     mem: u32,
@@ -53,7 +54,7 @@ fn node_spec() -> impl Strategy<Value = NodeSpec> {
 
 fn job_spec() -> impl Strategy<Value = JobSpec> {
     (
-        any::<bool>(),
+        (any::<bool>(), prop::bool::weighted(0.15)),
         0u32..12,
         prop::sample::select(vec![50u32, 100, 250, 900]),
         prop::sample::select(vec![64u32, 256, 700]),
@@ -65,7 +66,7 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
     )
         .prop_map(
             |(
-                batch,
+                (batch, system),
                 count,
                 cpu,
                 mem,
@@ -77,6 +78,7 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
             )| {
                 JobSpec {
                     batch,
+                    system,
                     count,
                     cpu,
                     mem,
@@ -91,7 +93,11 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
 }
 
 fn build_job(id: &str, s: &JobSpec) -> Job {
-    let mut job = if s.batch { batch(id, s.count) } else { service(id, s.count) };
+    let mut job = match (s.system, s.batch) {
+        (true, _) => system(id),
+        (false, true) => batch(id, s.count),
+        (false, false) => service(id, s.count),
+    };
     let r = job.task_groups[0].tasks[0].resources.as_mut().unwrap();
     (r.cpu, r.memory_mb) = (s.cpu, s.mem);
     job.task_groups[0].ephemeral_disk = None;
@@ -279,7 +285,6 @@ fn room(state: &ClusterState, i: u32, s: &JobSpec) -> u64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn plans_are_safe_feasible_and_deterministic(
@@ -319,9 +324,15 @@ proptest! {
                 }
             }
         }
-        // Live allocations never exceed the count.
-        let live = state.allocs().filter(|a| a.job_id == "target" && !a.is_terminal()).count();
-        prop_assert!(live <= target.count as usize, "{} live > count {}", live, target.count);
+        // Live allocations never exceed the count; for system jobs, one per node.
+        let live: Vec<&model::Allocation> =
+            state.allocs().filter(|a| a.job_id == "target" && !a.is_terminal()).collect();
+        if target.system {
+            let nodes: BTreeSet<&str> = live.iter().map(|a| a.node_id.as_str()).collect();
+            prop_assert_eq!(nodes.len(), live.len(), "two system allocations on one node");
+        } else {
+            prop_assert!(live.len() <= target.count as usize, "{} live > count {}", live.len(), target.count);
+        }
     }
 
     #[test]
@@ -333,6 +344,8 @@ proptest! {
     ) {
         let state = world(&nodes, &others, None, seed);
         let capacity: u64 = (0..state.nodes().len() as u32).map(|i| room(&state, i, &target)).sum();
+        let mut target = target;
+        target.system = false;
         let job = build_job("target", &target);
         let mut c = ctx("target");
         c.seed = seed;
@@ -344,5 +357,12 @@ proptest! {
             prop_assert_eq!(m.nodes_evaluated, m.nodes_filtered + m.nodes_exhausted);
         }
         prop_assert_eq!(JobType::Batch == job.job_type, target.batch);
+        // For a system job the oracle is per node: every node with room gets exactly one.
+        let mut sys = target.clone();
+        sys.system = true;
+        let sys_job = build_job("target", &sys);
+        let sys_plan = schedule(&state, Some(&sys_job), &c);
+        let with_room = (0..state.nodes().len() as u32).filter(|i| room(&state, *i, &target) > 0).count();
+        prop_assert_eq!(sys_plan.placements(), with_room as u64);
     }
 }
