@@ -147,6 +147,9 @@ pub(crate) struct Cx<'s> {
     pub src: &'s Source<'s>,
     pub ev: Evaluator<'s>,
     pub diags: Vec<Diagnostic>,
+    /// Ports declared in the group being decoded (group and task networks), with the span of
+    /// their label, so duplicates across networks are caught.
+    pub group_ports: Vec<(Port, Span)>,
 }
 
 fn valid_keys(attrs: &[&str], blocks: &[&str]) -> String {
@@ -790,6 +793,7 @@ fn allowed_for_type(cx: &mut Cx, b: &Blk, job_type: JobType) -> bool {
 fn lone_task_group(cx: &mut Cx, b: &Blk, job: &Job) -> Option<(TaskGroup, Span)> {
     let (name, span) = cx.label(b, "task \"name\" { ... }")?;
     let mut refs = GroupRefs::default();
+    cx.group_ports.clear();
     let group_restart = None;
     let task = task(cx, b, job, &name, &[], &group_restart, &mut refs)?;
     let mut group =
@@ -821,6 +825,7 @@ fn group(cx: &mut Cx, b: &Blk, job: &Job) -> Option<(TaskGroup, Span)> {
     let f = cx.fields(b.body, &what, GROUP_ATTRS, GROUP_BLOCKS);
     let mut g = TaskGroup { name: name.clone(), ..TaskGroup::default() };
     let mut refs = GroupRefs::default();
+    cx.group_ports.clear();
     let job_type = job.job_type;
 
     for n in f.blocks("network") {
@@ -1045,6 +1050,7 @@ fn network(cx: &mut Cx, b: &Blk, group_level: bool) -> NetworkResource {
             continue;
         }
         seen.push(label.clone());
+        let label_span = span.clone();
         let pf =
             cx.within(p, |cx| cx.fields(p.body, &format!("port \"{label}\""), PORT_ATTRS, &[]));
         let mut port = Port { label, ..Port::default() };
@@ -1059,6 +1065,34 @@ fn network(cx: &mut Cx, b: &Blk, group_level: bool) -> NetworkResource {
                 port.host_network = cx.string(a).unwrap_or_default();
             }
         });
+        // Labels and static ports must be unique across all of a group's networks.
+        let clash =
+            cx.group_ports.iter().find(|(p, _)| p.label == port.label).map(|(_, at)| at.clone());
+        if let Some(at) = clash {
+            let (line, _) = cx.src.position(at.start);
+            cx.error(
+                &label_span,
+                format!("port \"{}\" is already declared in this group (line {line})", port.label),
+            );
+        } else if port.value > 0 {
+            let taken = cx
+                .group_ports
+                .iter()
+                .find(|(p, _)| p.value == port.value)
+                .map(|(p, at)| (p.label.clone(), at.clone()));
+            if let Some((other, at)) = taken {
+                let (line, _) = cx.src.position(at.start);
+                cx.error_hint(
+                    &label_span,
+                    format!(
+                        "static port {} is already reserved by port \"{other}\" (line {line})",
+                        port.value
+                    ),
+                    "each static port can be reserved once per group",
+                );
+            }
+        }
+        cx.group_ports.push((port.clone(), label_span));
         if port.value > 0 {
             n.reserved_ports.push(port);
         } else {
@@ -1856,7 +1890,7 @@ fn service(cx: &mut Cx, b: &Blk, refs: &mut GroupRefs, group_level: bool) -> Opt
         s.check_restart = Some(cx.within(c, |cx| check_restart(cx, c, None)));
     }
     for c in f.blocks("check") {
-        if let Some(check) = cx.within(c, |cx| check(cx, c, &s, &provider, refs)) {
+        if let Some(check) = cx.within(c, |cx| check(cx, c, &s, &provider, refs, group_level)) {
             s.checks.push(check);
         }
     }
@@ -1914,6 +1948,7 @@ fn check(
     service: &Service,
     provider: &str,
     refs: &mut GroupRefs,
+    group_level: bool,
 ) -> Option<ServiceCheck> {
     cx.no_labels(b);
     let f = cx.fields(b.body, "check", CHECK_ATTRS, &["header", "check_restart"]);
@@ -2043,6 +2078,18 @@ fn check(
             &b.ident_span,
             "script checks need a command",
             "add `command = \"/bin/check\"`",
+        );
+    }
+    // A group service's script check must say which task's environment runs it.
+    if group_level
+        && c.check_type == "script"
+        && c.task_name.is_empty()
+        && service.task_name.is_empty()
+    {
+        cx.error_hint(
+            &b.ident_span,
+            "script checks in a group service need a task",
+            "add `task = \"<task name>\"` to the check or the service",
         );
     }
     if c.check_type != "script"

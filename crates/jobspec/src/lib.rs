@@ -78,7 +78,7 @@ pub fn parse_str_raw(
     ev.set_vars(resolved.vars);
     ev.set_locals(resolved.locals);
     ev.set_failed(resolved.failed);
-    let mut cx = decode::Cx { src: &src, ev, diags };
+    let mut cx = decode::Cx { src: &src, ev, diags, group_ports: Vec::new() };
     let job = decode::top_level(&mut cx, &body).map(|b| decode::job(&mut cx, &b));
     let mut diags = cx.diags;
     match job {

@@ -1953,6 +1953,68 @@ job "b" {
     }
 
     #[test]
+    fn ports_are_unique_per_group_and_group_script_checks_name_a_task() {
+        check_err(
+            r#"
+job "d" {
+  group "g" {
+    network {
+      port "http" {
+        static = 8080
+      }
+    }
+    service {
+      port = "http"
+      check {
+        type     = "script"
+        command  = "/bin/check"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+      resources {
+        network {
+          port "http" {}
+          port "admin" {
+            static = 8080
+          }
+        }
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: script checks in a group service need a task
+                  --> test.nomad:11:7
+                   |
+                11 |       check {
+                   |       ^^^^^
+                   = help: add `task = "<task name>"` to the check or the service
+
+                error: port "http" is already declared in this group (line 5)
+                  --> test.nomad:25:16
+                   |
+                25 |           port "http" {}
+                   |                ^^^^^^
+
+                error: static port 8080 is already reserved by port "http" (line 5)
+                  --> test.nomad:26:16
+                   |
+                26 |           port "admin" {
+                   |                ^^^^^^^
+                   = help: each static port can be reserved once per group
+
+                3 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
     fn a_missing_file_is_reported_without_a_position() {
         let err =
             parse_file(std::path::Path::new("/nonexistent/job.nomad"), &ParseOptions::default())
@@ -1976,7 +2038,7 @@ job "e" {
     task "t" {
       driver = "raw_exec"
       config {
-        command = "${[1, 2]}"
+        command = "cmd-${[1, 2]}"
       }
     }
   }
@@ -2005,10 +2067,10 @@ job "e" {
                   = help: runtime values can only appear inside strings, as "${node.count}"
 
                 error: cannot include a list in a string template
-                  --> test.nomad:10:20
+                  --> test.nomad:10:24
                    |
-                10 |         command = "${[1, 2]}"
-                   |                    ^^^^^^^^^
+                10 |         command = "cmd-${[1, 2]}"
+                   |                        ^^^^^^^^^
                    = help: only strings, numbers and bools can be interpolated; use join() or jsonencode() for collections
 
                 4 errors in test.nomad"#]],
