@@ -232,8 +232,10 @@ impl<'a> Run<'a> {
             // An in-place update keeps its ports.
             return Ok(());
         }
-        for (label, port, _) in &ask.static_ports {
-            if self.port_used(n, *port) {
+        for (i, (label, port, _)) in ask.static_ports.iter().enumerate() {
+            // The same static port asked twice by one group can never be satisfied.
+            let twice = ask.static_ports[..i].iter().any(|(_, p, _)| p == port);
+            if twice || self.port_used(n, *port) {
                 return Err(Reject::Exhausted(format!(
                     "network: reserved port collision {label}={port}"
                 )));

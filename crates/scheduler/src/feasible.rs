@@ -77,16 +77,27 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// A parsed, ready-to-check constraint operator.
 #[derive(Debug, Clone)]
 pub enum Op {
+    /// `=`, `==`, `is`: both sides present and equal.
     Eq,
+    /// `!=`, `not`: differ (an unset left side differs from anything).
     Ne,
+    /// `<`, `<=`, `>`, `>=`: the wanted ordering, and whether equality also passes.
     Order(Ordering, bool),
+    /// `regexp`; `None` when the pattern does not compile, which filters every node.
     Regex(Option<Regex>),
+    /// `version` (go-version rules, `~>` allowed); `None` when unparsable.
     Version(Option<Vec<VersionTerm>>),
+    /// `semver` (precedence only, no `~>`); `None` when unparsable.
     Semver(Option<Vec<VersionTerm>>),
+    /// `set_contains`, `set_contains_all`: every right item is in the left list.
     SetContainsAll,
+    /// `set_contains_any`: some right item is in the left list.
     SetContainsAny,
+    /// `is_set`: the left target resolves.
     IsSet,
+    /// `is_not_set`: the left target does not resolve.
     IsNotSet,
+    /// `distinct_hosts`: at most one allocation of the job (or group) per node.
     DistinctHosts,
     /// `distinct_property` with its per-value limit.
     DistinctProperty(u32),
@@ -97,10 +108,13 @@ pub enum Op {
 /// A constraint compiled once per evaluation.
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// The constraint as written.
     pub raw: Constraint,
     /// `"${attr.kernel.name} = freebsd"`, the key used in `AllocMetric::constraint_filtered`.
     pub label: String,
+    /// The parsed operator.
     pub op: Op,
+    /// True when a target is unique per node, so the verdict cannot be cached per class.
     pub unique: bool,
 }
 
@@ -328,6 +342,7 @@ impl VersionTerm {
 pub enum ClassReject {
     /// Not in the job's datacenters or node pool: the node is not part of the base set at all.
     OutOfPool,
+    /// A task's driver is not detected and healthy on the node.
     MissingDrivers,
     /// Index into [`GroupChecker::constraints`].
     Constraint(usize),
@@ -337,6 +352,7 @@ pub enum ClassReject {
 /// per computed class, as Nomad's `FeasibilityWrapper` does.
 #[derive(Debug)]
 pub struct GroupChecker {
+    /// Job, group and task constraints, deduplicated, in checking order.
     pub constraints: Vec<Compiled>,
     drivers: Vec<String>,
     datacenters: Vec<String>,

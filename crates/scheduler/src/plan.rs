@@ -9,8 +9,11 @@ use std::fmt::Write as _;
 /// A requested stop of an existing allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocStop {
+    /// The allocation to stop.
     pub alloc_id: String,
+    /// `Stop` (the scheduler never evicts; there is no preemption).
     pub desired_status: DesiredStatus,
+    /// Nomad's wording: "alloc not needed due to job update", "alloc is being migrated", ….
     pub desired_description: String,
     /// `Some(Lost)` when the node is gone; the client status is then set by the plan.
     pub client_status: Option<ClientStatus>,
@@ -19,20 +22,28 @@ pub struct AllocStop {
 /// Nomad's `DesiredTGUpdates`: what the plan does to one group, for `job plan` annotations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredUpdates {
+    /// Allocations left as they are (current, or waiting for a rolling-update slot).
     pub ignore: u64,
+    /// Placements: missing, lost and rescheduled allocations.
     pub place: u64,
+    /// Allocations moved off draining nodes.
     pub migrate: u64,
+    /// Stops that are not part of a migration or a destructive update.
     pub stop: u64,
     pub in_place_update: u64,
     pub destructive_update: u64,
+    /// Failed allocations replaced in this evaluation.
     pub reschedule_now: u64,
+    /// Failed allocations given a follow-up evaluation.
     pub reschedule_later: u64,
+    /// Allocations marked lost (node down or gone).
     pub lost: u64,
 }
 
 /// The result of one evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
+    /// The evaluation that produced the plan.
     pub eval_id: String,
     pub namespace: String,
     pub job_id: String,
