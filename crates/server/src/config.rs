@@ -7,6 +7,7 @@
 //! Keys it does not know are ignored rather than refused, because one agent file also carries
 //! the `client` block and Nomad settings orc does not implement.
 
+use crate::heartbeat::HeartbeatConfig;
 use crate::raft::RaftTiming;
 use serde::{Deserialize, Deserializer};
 use std::path::PathBuf;
@@ -94,11 +95,27 @@ pub struct ServerBlock {
     /// server bootstraps alone (dev mode).
     pub bootstrap_expect: u32,
     pub server_join: ServerJoin,
+    /// The shortest heartbeat TTL handed to clients (Nomad: `10s`).
+    #[serde(deserialize_with = "go_duration")]
+    pub min_heartbeat_ttl: Duration,
+    /// TTLs grow so that all nodes together heartbeat at most this often (Nomad: 50).
+    pub max_heartbeats_per_second: f64,
+    /// How long past its TTL a node may stay silent before it is marked down (Nomad: `10s`).
+    #[serde(deserialize_with = "go_duration")]
+    pub heartbeat_grace: Duration,
 }
 
 impl Default for ServerBlock {
     fn default() -> Self {
-        ServerBlock { enabled: false, bootstrap_expect: 1, server_join: ServerJoin::default() }
+        let heartbeat = HeartbeatConfig::default();
+        ServerBlock {
+            enabled: false,
+            bootstrap_expect: 1,
+            server_join: ServerJoin::default(),
+            min_heartbeat_ttl: heartbeat.min_ttl,
+            max_heartbeats_per_second: heartbeat.max_per_second,
+            heartbeat_grace: heartbeat.grace,
+        }
     }
 }
 
@@ -127,6 +144,15 @@ fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 
 impl Config {
+    /// The heartbeat settings of the `server` block.
+    pub fn heartbeat(&self) -> HeartbeatConfig {
+        HeartbeatConfig {
+            min_ttl: self.server.min_heartbeat_ttl,
+            max_per_second: self.server.max_heartbeats_per_second,
+            grace: self.server.heartbeat_grace,
+        }
+    }
+
     /// `retry_join` addresses with the default RPC port filled in.
     pub fn join_addrs(&self) -> Vec<String> {
         self.server
@@ -174,12 +200,15 @@ mod tests {
             "bind_addr": "127.0.0.1",
             "ports": { "rpc": 5647 },
             "server": { "enabled": true, "bootstrap_expect": 3,
+                        "heartbeat_grace": "30s",
                         "server_join": { "retry_join": ["a", "b"], "retry_interval": "15s" } }
         }"#;
         let c: Config = serde_json::from_str(json).unwrap();
         assert_eq!(c.ports, Ports { http: 4646, rpc: 5647, serf: 4648 });
         assert_eq!(c.server.bootstrap_expect, 3);
         assert_eq!(c.server.server_join.retry_interval, Duration::from_secs(15));
+        assert_eq!(c.heartbeat().grace, Duration::from_secs(30));
+        assert_eq!(c.heartbeat().min_ttl, Duration::from_secs(10));
         // The client's settings share the file and are not this module's business.
         let shared: Config =
             serde_json::from_str(r#"{"client": {"enabled": true}, "server": {"enabled": true}}"#)

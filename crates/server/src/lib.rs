@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod heartbeat;
 pub mod http;
 pub mod pipeline;
 pub mod raft;

@@ -9,6 +9,7 @@
 
 use crate::codec;
 use crate::config::Config;
+use crate::heartbeat::Timers;
 use crate::raft::{Member, ProposeError, RaftNode};
 use crate::rpc::{self, RpcError};
 use crate::state::{Command, Outcome, State};
@@ -16,6 +17,7 @@ use crate::store::{MemStore, SledStore, Store, StoreError};
 use crate::transport::{Connector, Listener, TcpConnector};
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use model::{EvalStatus, Evaluation, Node, NodeStatus, TriggeredBy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -43,6 +45,8 @@ pub enum Error {
     Membership(String),
     #[error("server not found: {0}")]
     UnknownServer(String),
+    #[error("node {0} is not registered; register it first")]
+    UnknownNode(String),
     #[error("server stopped: {0}")]
     Stopped(String),
 }
@@ -163,6 +167,7 @@ impl Server {
             raft,
             client,
             known: Mutex::new(BTreeMap::new()),
+            timers: Mutex::new(Timers::default()),
             shutdown_tx: Mutex::new(Some(shutdown_tx)),
             tasks: Mutex::new(Vec::new()),
         });
@@ -177,7 +182,8 @@ impl Server {
             }
         });
         let form = tokio::spawn(form_cluster(inner.clone()));
-        inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend([serve, form]);
+        let liveness = tokio::spawn(track_liveness(inner.clone()));
+        inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend([serve, form, liveness]);
         tracing::info!(id, addr = %inner.addr, "server started");
         Ok(ServerHandle { inner })
     }
@@ -258,6 +264,8 @@ struct Inner {
     client: Arc<rpc::Client>,
     /// Servers learned through joins: address → ID.
     known: Mutex<BTreeMap<String, u64>>,
+    /// Heartbeat deadlines; armed only while this server leads.
+    timers: Mutex<Timers>,
     shutdown_tx: Mutex<Option<oneshot::Sender<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -295,6 +303,7 @@ enum LeaderRequest {
     ReadIndex,
     AddVoter { id: u64, addr: String },
     RemoveMember { id: u64 },
+    Heartbeat { node_id: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -302,6 +311,8 @@ enum LeaderReply {
     Written { index: u64, outcome: Outcome },
     ReadIndex(u64),
     Done,
+    HeartbeatTtl { ttl_ms: u64 },
+    UnknownNode,
 }
 
 /// Why one attempt at leader work failed.
@@ -327,6 +338,91 @@ impl Inner {
             LeaderRequest::RemoveMember { id } => {
                 self.raft.remove_member(id).await.map(|()| LeaderReply::Done)
             }
+            LeaderRequest::Heartbeat { node_id } => self.on_heartbeat(node_id).await,
+        }
+    }
+
+    /// A node's heartbeat, on the leader: marks it ready if it was not, and re-arms its timer.
+    async fn on_heartbeat(&self, node_id: String) -> Result<LeaderReply, ProposeError> {
+        if self.raft.leader().is_none_or(|m| m.id != self.id) {
+            return Err(ProposeError::NotLeader { leader: self.raft.leader() });
+        }
+        let (status, count) = {
+            let state = self.raft.state().read().unwrap_or_else(|e| e.into_inner());
+            (state.node(&node_id).map(|n| n.status), state.nodes().count())
+        };
+        let Some(status) = status else { return Ok(LeaderReply::UnknownNode) };
+        if status != NodeStatus::Ready {
+            let command = Command::NodeStatus {
+                node_id: node_id.clone(),
+                status: NodeStatus::Ready,
+                status_description: String::new(),
+                evals: Vec::new(),
+            };
+            self.raft.propose(command).await?;
+        }
+        let heartbeat = self.config.heartbeat();
+        let ttl = heartbeat.ttl(&node_id, count);
+        self.timers.lock().unwrap_or_else(|e| e.into_inner()).arm(
+            &node_id,
+            Instant::now(),
+            ttl,
+            heartbeat.grace,
+        );
+        Ok(LeaderReply::HeartbeatTtl { ttl_ms: ttl.as_millis() as u64 })
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.leader().is_some_and(|m| m.id == self.id)
+    }
+
+    /// Marks a silent node down, with a `node-update` evaluation for every job that has live
+    /// allocations on it so the scheduler replaces them.
+    async fn mark_down(&self, node_id: &str) {
+        let command = {
+            let state = self.raft.state().read().unwrap_or_else(|e| e.into_inner());
+            let Some(node) = state.node(node_id) else { return };
+            if node.status == NodeStatus::Down {
+                return;
+            }
+            let now = unix_nanos();
+            let mut jobs = BTreeMap::new();
+            for alloc in state.allocs_by_node(node_id) {
+                if !alloc.is_terminal() {
+                    jobs.insert((alloc.namespace.clone(), alloc.job_id.clone()), ());
+                }
+            }
+            let evals = jobs
+                .into_keys()
+                .map(|(namespace, job_id)| {
+                    let job = state.job(&namespace, &job_id);
+                    Evaluation {
+                        id: new_uuid(),
+                        priority: job.map_or(50, |j| j.priority),
+                        job_type: job.map(|j| j.job_type).unwrap_or_default(),
+                        triggered_by: TriggeredBy::NodeUpdate,
+                        job_id,
+                        namespace,
+                        node_id: node_id.to_owned(),
+                        node_modify_index: node.modify_index,
+                        status: EvalStatus::Pending,
+                        create_time: now,
+                        modify_time: now,
+                        ..Evaluation::default()
+                    }
+                })
+                .collect();
+            Command::NodeStatus {
+                node_id: node_id.to_owned(),
+                status: NodeStatus::Down,
+                status_description: "node heartbeat missed".into(),
+                evals,
+            }
+        };
+        match self.raft.propose(command).await {
+            Ok(_) => tracing::warn!(node_id, "node missed its heartbeat; marked down"),
+            // Leadership moved on; the new leader re-arms every node's timer.
+            Err(e) => tracing::info!(node_id, error = %e, "could not mark node down"),
         }
     }
 
@@ -463,6 +559,66 @@ impl rpc::Handler for Handler {
             }
         })
     }
+}
+
+/// On the leader, declares nodes down once they miss their heartbeat. A server that becomes
+/// leader arms every live node's timer afresh with one TTL plus grace; one that loses
+/// leadership forgets its timers.
+async fn track_liveness(inner: Arc<Inner>) {
+    let mut was_leader = false;
+    loop {
+        let leader = inner.is_leader();
+        if leader && !was_leader {
+            let heartbeat = inner.config.heartbeat();
+            let live: Vec<String> = {
+                let state = inner.raft.state().read().unwrap_or_else(|e| e.into_inner());
+                state
+                    .nodes()
+                    .filter(|n| n.status != NodeStatus::Down)
+                    .map(|n| n.id.clone())
+                    .collect()
+            };
+            let count = live.len();
+            let now = Instant::now();
+            let mut timers = inner.timers.lock().unwrap_or_else(|e| e.into_inner());
+            timers.clear();
+            for id in &live {
+                timers.arm(id, now, heartbeat.ttl(id, count), heartbeat.grace);
+            }
+            tracing::info!(nodes = count, "leading: heartbeat timers armed");
+        } else if !leader && was_leader {
+            inner.timers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        was_leader = leader;
+        if leader {
+            let expired =
+                inner.timers.lock().unwrap_or_else(|e| e.into_inner()).expire(Instant::now());
+            for node_id in expired {
+                inner.mark_down(&node_id).await;
+            }
+        }
+        // Deadlines are seconds apart in practice; checking ten times a second is plenty.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A random UUID-shaped ID for evaluations the server creates.
+fn new_uuid() -> String {
+    let (a, b) = (random_id(), random_id());
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Joins or bootstraps the cluster, retrying `retry_join` until this server is part of a Raft
@@ -664,6 +820,25 @@ impl ServerHandle {
             })?;
         self.inner.leader_call(LeaderRequest::RemoveMember { id: member.id }).await?;
         Ok(())
+    }
+
+    /// Registers (or re-registers) a client node and starts tracking its heartbeats. Returns the
+    /// TTL within which the node must heartbeat again.
+    pub async fn register_node(&self, node: Node) -> Result<Duration, Error> {
+        let node_id = node.id.clone();
+        self.write(Command::NodeRegister { node: Box::new(node) }).await?;
+        self.heartbeat(&node_id).await
+    }
+
+    /// A client's heartbeat (Nomad's `Node.UpdateStatus`): forwarded to the leader, which marks
+    /// the node ready if needed and re-arms its timer. Returns the next TTL.
+    pub async fn heartbeat(&self, node_id: &str) -> Result<Duration, Error> {
+        let req = LeaderRequest::Heartbeat { node_id: node_id.to_owned() };
+        match self.inner.leader_call(req).await? {
+            LeaderReply::HeartbeatTtl { ttl_ms } => Ok(Duration::from_millis(ttl_ms)),
+            LeaderReply::UnknownNode => Err(Error::UnknownNode(node_id.to_owned())),
+            other => Err(Error::Stopped(format!("leader answered a heartbeat with {other:?}"))),
+        }
     }
 
     /// Stops the server: Raft, the RPC listener (freeing its port) and background tasks.

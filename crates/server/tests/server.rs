@@ -9,5 +9,7 @@ mod crash;
 mod harness;
 #[path = "server/http.rs"]
 mod http;
+#[path = "server/liveness.rs"]
+mod liveness;
 #[path = "server/single.rs"]
 mod single;

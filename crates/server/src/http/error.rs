@@ -42,6 +42,7 @@ impl From<ServerError> for ApiError {
     fn from(e: ServerError) -> Self {
         match e {
             ServerError::UnknownServer(m) => ApiError::NotFound(m),
+            e @ ServerError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
             ServerError::Membership(m) => {
                 ApiError::BadRequest(format!("membership change refused: {m}"))
             }

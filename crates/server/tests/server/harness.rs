@@ -71,6 +71,11 @@ pub async fn start(config: Config, addr: &str) -> Node {
 impl Cluster {
     /// Starts `n` servers that find each other through `retry_join` and bootstrap together.
     pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// As [`Cluster::start`], with `tweak` applied to every server's configuration.
+    pub async fn start_with(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
         let dir = TempDir::new().unwrap();
         // Reserve ports first so every server's retry_join can list all of them.
         let mut listeners = Vec::new();
@@ -82,7 +87,8 @@ impl Cluster {
         drop(listeners);
         let mut nodes = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
-            let c = config(dir.path().join(format!("s{i}")), &addrs, n as u32);
+            let mut c = config(dir.path().join(format!("s{i}")), &addrs, n as u32);
+            tweak(&mut c);
             nodes.push(Some(start(c, addr).await));
         }
         Cluster { nodes, _dir: dir }
