@@ -436,7 +436,7 @@ impl<'s> Evaluator<'s> {
                     "filesystem functions are only available when filesystem access is allowed"
                         .to_string()
                 } else {
-                    match closest(&name, funcs::NAMES) {
+                    match closest(&name, &funcs::names()) {
                         Some(near) => format!("did you mean {near}()?"),
                         None => "see the list of HCL functions Nomad supports".to_string(),
                     }

@@ -10,6 +10,18 @@ type R = Result<Value, String>;
 
 /// Registers every function on `ctx`.
 pub(crate) fn declare(ctx: &mut Context<'static>, allow_fs: bool) {
+    for (name, def) in defs(allow_fs) {
+        ctx.declare_func(name, def);
+    }
+}
+
+/// Names of the functions available without filesystem access, for "did you mean" hints.
+pub(crate) fn names() -> Vec<&'static str> {
+    defs(false).into_iter().map(|(name, _)| name).collect()
+}
+
+/// Every function definition; filesystem ones only when allowed.
+fn defs(allow_fs: bool) -> Vec<(&'static str, FuncDef)> {
     use ParamType::{Any, Number as N, String as S};
     let list_any = || ParamType::array_of(Any);
     let obj_any = || ParamType::object_of(Any);
@@ -17,7 +29,7 @@ pub(crate) fn declare(ctx: &mut Context<'static>, allow_fs: bool) {
     let variadic = |params: Vec<ParamType>, var: ParamType, f| {
         FuncDef::builder().params(params).variadic_param(var).build(f)
     };
-    let defs: Vec<(&str, FuncDef)> = vec![
+    let mut defs: Vec<(&'static str, FuncDef)> = vec![
         // Strings.
         ("upper", fixed(vec![S], upper)),
         ("lower", fixed(vec![S], lower)),
@@ -58,6 +70,9 @@ pub(crate) fn declare(ctx: &mut Context<'static>, allow_fs: bool) {
         ("compact", fixed(vec![list_any()], compact)),
         ("index", fixed(vec![list_any(), Any], index)),
         ("setunion", variadic(vec![], list_any(), setunion)),
+        ("setintersection", variadic(vec![list_any()], list_any(), setintersection)),
+        ("setproduct", variadic(vec![], list_any(), setproduct)),
+        ("chunklist", fixed(vec![list_any(), N], chunklist)),
         // Encoding.
         ("base64encode", fixed(vec![S], base64encode)),
         ("base64decode", fixed(vec![S], base64decode)),
@@ -83,79 +98,14 @@ pub(crate) fn declare(ctx: &mut Context<'static>, allow_fs: bool) {
         ("signum", fixed(vec![N], signum)),
         ("parseint", fixed(vec![Any, N], parseint)),
     ];
-    for (name, def) in defs {
-        ctx.declare_func(name, def);
-    }
     if allow_fs {
-        ctx.declare_func("file", fixed(vec![S], file));
-        ctx.declare_func("fileexists", fixed(vec![S], fileexists));
-        ctx.declare_func("basename", fixed(vec![S], basename));
-        ctx.declare_func("dirname", fixed(vec![S], dirname));
+        defs.push(("file", fixed(vec![S], file)));
+        defs.push(("fileexists", fixed(vec![S], fileexists)));
+        defs.push(("basename", fixed(vec![S], basename)));
+        defs.push(("dirname", fixed(vec![S], dirname)));
     }
+    defs
 }
-
-/// Names of every function, for "did you mean" style hints.
-pub(crate) const NAMES: &[&str] = &[
-    "abs",
-    "base64decode",
-    "base64encode",
-    "ceil",
-    "chomp",
-    "coalesce",
-    "coalescelist",
-    "compact",
-    "concat",
-    "contains",
-    "csvdecode",
-    "distinct",
-    "element",
-    "flatten",
-    "floor",
-    "format",
-    "formatlist",
-    "indent",
-    "index",
-    "join",
-    "jsondecode",
-    "jsonencode",
-    "keys",
-    "length",
-    "log",
-    "lookup",
-    "lower",
-    "max",
-    "merge",
-    "min",
-    "parseint",
-    "pow",
-    "range",
-    "regex_replace",
-    "replace",
-    "reverse",
-    "setunion",
-    "signum",
-    "slice",
-    "sort",
-    "split",
-    "strlen",
-    "strrev",
-    "substr",
-    "title",
-    "tobool",
-    "tolist",
-    "tomap",
-    "tonumber",
-    "toset",
-    "tostring",
-    "trim",
-    "trimprefix",
-    "trimspace",
-    "trimsuffix",
-    "upper",
-    "urlencode",
-    "values",
-    "zipmap",
-];
 
 /// Filesystem functions, available only with `allow_fs`.
 pub(crate) const FS_NAMES: &[&str] = &["basename", "dirname", "file", "fileexists"];
@@ -630,6 +580,50 @@ fn setunion(a: FuncArgs) -> R {
     Ok(Value::Array(out))
 }
 
+fn setintersection(a: FuncArgs) -> R {
+    let mut out: Vec<Value> = Vec::new();
+    for v in list(&a[0]) {
+        if a[1..].iter().all(|other| list(other).contains(v)) && !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+fn setproduct(a: FuncArgs) -> R {
+    let mut rows: Vec<Vec<Value>> = vec![Vec::new()];
+    for set in a.iter() {
+        let mut next = Vec::new();
+        for row in &rows {
+            for v in list(set) {
+                let mut r = row.clone();
+                r.push(v.clone());
+                next.push(r);
+            }
+        }
+        rows = next;
+        if rows.len() > 10_000 {
+            return Err("setproduct would produce more than 10000 elements".into());
+        }
+    }
+    if a.is_empty() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    Ok(Value::Array(rows.into_iter().map(Value::Array).collect()))
+}
+
+fn chunklist(a: FuncArgs) -> R {
+    let size = int(&a[1], "chunk size")?;
+    let items = list(&a[0]);
+    if size < 0 {
+        return Err("chunk size must not be negative".into());
+    }
+    if size == 0 {
+        return Ok(Value::Array(vec![Value::Array(items.to_vec())]));
+    }
+    Ok(Value::Array(items.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect()))
+}
+
 fn base64encode(a: FuncArgs) -> R {
     Ok(base64::engine::general_purpose::STANDARD.encode(s(&a[0])).into())
 }
@@ -941,6 +935,9 @@ mod tests {
             (r#"compact(["a", "", "b"])"#, r#"["a","b"]"#),
             (r#"index(["a", "b"], "b")"#, "1"),
             (r#"setunion(["a", "b"], ["b", "c"])"#, r#"["a","b","c"]"#),
+            (r#"setintersection(["a", "b", "c"], ["b", "c", "d"], ["c", "b"])"#, r#"["b","c"]"#),
+            (r#"setproduct(["a", "b"], [1, 2])"#, r#"[["a",1],["a",2],["b",1],["b",2]]"#),
+            (r#"chunklist(["a", "b", "c"], 2)"#, r#"[["a","b"],["c"]]"#),
             (r#"base64encode("hello")"#, r#""aGVsbG8=""#),
             (r#"base64decode("aGVsbG8=")"#, r#""hello""#),
             (r#"jsonencode({a = [1, true, null]})"#, r#""{\"a\":[1,true,null]}""#),
