@@ -152,6 +152,30 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Takes back the most recent [`Run::stop`] of `slot`: a destructive update whose
+    /// replacement found no node keeps the old allocation running, as Nomad's `PopUpdate`.
+    pub fn unstop(&mut self, slot: AllocSlot, group: Option<usize>) {
+        let a = self.state.alloc_at(slot);
+        if let Some(stops) = self.plan.node_update.get_mut(&a.node_id) {
+            if let Some(i) = stops.iter().rposition(|s| s.alloc_id == a.id) {
+                stops.remove(i);
+            }
+            if stops.is_empty() {
+                self.plan.node_update.remove(&a.node_id);
+            }
+        }
+        if a.is_terminal() {
+            return;
+        }
+        let Some(n) = self.state.node_idx(&a.node_id) else { return };
+        let fp = AllocFootprint::of(a);
+        self.apply_footprint(n, &fp, true);
+        *self.job_presence.entry(n).or_default() += 1;
+        if let Some(gi) = group {
+            *self.group_presence.entry((n, gi)).or_default() += 1;
+        }
+    }
+
     fn apply_footprint(&mut self, n: NodeIdx, fp: &AllocFootprint, add: bool) {
         let cap = self.state.capacity(n);
         let (lo, hi) = (cap.min_dynamic_port, cap.max_dynamic_port);
@@ -355,10 +379,15 @@ impl<'a> Run<'a> {
     }
 }
 
-fn decrement<K: Ord>(m: &mut BTreeMap<K, u32>, k: K) {
+fn decrement<K: Ord, V: Copy + Default + PartialEq + std::ops::SubAssign + From<u8>>(
+    m: &mut BTreeMap<K, V>,
+    k: K,
+) {
     if let Some(c) = m.get_mut(&k) {
-        *c = c.saturating_sub(1);
-        if *c == 0 {
+        if *c != V::default() {
+            *c -= V::from(1);
+        }
+        if *c == V::default() {
             m.remove(&k);
         }
     }
@@ -430,6 +459,8 @@ pub struct GroupSelect {
     tiered: bool,
     used: Ring,
     empty: Ring,
+    /// Nodes dropped for lack of resources, with the dimension; a stop may give room back.
+    exhausted: BTreeMap<NodeIdx, String>,
     pub metric: AllocMetric,
 }
 
@@ -500,6 +531,7 @@ impl GroupSelect {
             tiered,
             used: Ring::new(used),
             empty: Ring::new(empty),
+            exhausted: BTreeMap::new(),
             checker,
             affinity,
             spread,
@@ -577,7 +609,25 @@ impl GroupSelect {
         normalize(&scores[..k])
     }
 
+    /// Puts a node dropped for lack of resources back into the rotation, because a stop in this
+    /// plan (the old allocation of a destructive update) just freed resources on it.
+    pub fn revive(&mut self, run: &Run, n: NodeIdx) {
+        let Some(dim) = self.exhausted.remove(&n) else { return };
+        let m = &mut self.metric;
+        m.nodes_evaluated -= 1;
+        m.nodes_exhausted -= 1;
+        decrement(&mut m.dimension_exhausted, dim);
+        let class = &run.state.node(n).node_class;
+        if !class.is_empty() {
+            decrement(&mut m.class_exhausted, class.clone());
+        }
+        self.used.push(n);
+    }
+
     fn record(&mut self, run: &Run, n: NodeIdx, r: &Reject) {
+        if let Reject::Exhausted(dim) = r {
+            self.exhausted.insert(n, dim.clone());
+        }
         let node = run.state.node(n);
         let class = node.node_class.clone();
         self.metric.nodes_evaluated += 1;

@@ -106,7 +106,7 @@ pub fn schedule_generic(run: &mut Run, job: &Job) {
                 u.ignore += 1;
                 continue;
             }
-            run.stop(slot, DESC_UPDATING, false, Some(gi));
+            // The old allocation is stopped only when its replacement is placed (below).
             let index = state.alloc_at(slot).name_index().unwrap_or(0);
             d.places.push(Placement { index, previous: Some(slot), kind: PlaceKind::Destructive });
             u.destructive_update += 1;
@@ -140,6 +140,16 @@ pub fn schedule_generic(run: &mut Run, job: &Job) {
                 penalty.extend(t.events.iter().filter_map(|e| state.node_idx(&e.prev_node_id)));
                 tracker = Some(t);
             }
+            // Nomad stops the old allocation of a destructive update before selecting, so its
+            // resources count as free (possibly on the node it ran on), and takes the stop back
+            // if no node is found.
+            let destructive = p.kind == PlaceKind::Destructive;
+            if let (true, Some(slot)) = (destructive, p.previous) {
+                run.stop(slot, DESC_UPDATING, false, Some(gi));
+                if let Some(n) = prev.and_then(|a| state.node_idx(&a.node_id)) {
+                    sel.revive(run, n);
+                }
+            }
             let chosen = sel.select(run, &penalty);
             let placed = chosen.is_some_and(|n| {
                 let ok = run.place(job, gi, &sel.ask, n, p.index, prev, tracker);
@@ -150,6 +160,9 @@ pub fn schedule_generic(run: &mut Run, job: &Job) {
             });
             if !placed {
                 failed = 1;
+                if let (true, Some(slot)) = (destructive, p.previous) {
+                    run.unstop(slot, Some(gi));
+                }
             }
         }
         if failed > 0 {

@@ -119,8 +119,8 @@ fn destructive_update_is_paced_by_max_parallel() {
     new.task_groups[0].update =
         Some(UpdateStrategy { max_parallel: 2, ..new.task_groups[0].update.clone().unwrap() });
     expect![[r#"
-        place  web.web[1] on n1 v1 replaces web.web[1]
-        place  web.web[0] on n2 v1 replaces web.web[0]
+        place  web.web[0] on n1 v1 replaces web.web[0]
+        place  web.web[1] on n2 v1 replaces web.web[1]
         stop   web.web[0] on n1 (Stop: alloc is being updated due to job update)
         stop   web.web[1] on n2 (Stop: alloc is being updated due to job update)
         group web: DesiredUpdates { ignore: 1, place: 0, migrate: 0, stop: 0, in_place_update: 0, destructive_update: 2, reschedule_now: 0, reschedule_later: 0, lost: 0 }
@@ -188,8 +188,8 @@ fn in_place_becomes_destructive_when_the_node_no_longer_fits() {
     new.task_groups[0].tasks[0].kill_timeout = Some(Duration::from_secs(9));
     new.task_groups[0].update = None;
     expect![[r#"
-        place  web.web[0] on n1 v1 replaces web.web[0]
-        place  web.web[1] on n2 v1 replaces web.web[1]
+        place  web.web[1] on n1 v1 replaces web.web[1]
+        place  web.web[0] on n2 v1 replaces web.web[0]
         stop   web.web[0] on n1 (Stop: alloc is being updated due to job update)
         stop   web.web[1] on n1 (Stop: alloc is being updated due to job update)
         group web: DesiredUpdates { ignore: 0, place: 0, migrate: 0, stop: 0, in_place_update: 0, destructive_update: 2, reschedule_now: 0, reschedule_later: 0, lost: 0 }
@@ -824,4 +824,38 @@ fn ineligible_nodes_keep_in_place_updates_but_get_no_new_work() {
         place  web.web[1] on n2 v1
         group web: DesiredUpdates { ignore: 0, place: 1, migrate: 0, stop: 0, in_place_update: 1, destructive_update: 0, reschedule_now: 0, reschedule_later: 0, lost: 0 }
     "#]].assert_eq(&run(&state, &new));
+}
+
+#[test]
+fn destructive_update_on_a_full_cluster_reuses_the_freed_node() {
+    // n1 is full with the job's two allocations; the replacements can only go where the old ones
+    // ran. A third group member that fits nowhere keeps its old allocation running.
+    let mut state = cluster(
+        "
+        node n1 cpu=200
+        alloc web.web[0] on n1 v=0
+        alloc web.web[1] on n1 v=0
+        ",
+    );
+    let old = service("web", 2);
+    versioned(&mut state, &old);
+    let mut new = old.clone();
+    new.version = 1;
+    new.task_groups[0].update = None;
+    new.task_groups[0].tasks[0].env.insert("V".into(), "1".into());
+    let fits = run(&state, &new);
+    new.task_groups[0].tasks[0].resources.as_mut().unwrap().cpu = 150;
+    let too_big = run(&state, &new);
+    expect![[r#"
+        place  web.web[0] on n1 v1 replaces web.web[0]
+        place  web.web[1] on n1 v1 replaces web.web[1]
+        stop   web.web[0] on n1 (Stop: alloc is being updated due to job update)
+        stop   web.web[1] on n1 (Stop: alloc is being updated due to job update)
+        group web: DesiredUpdates { ignore: 0, place: 0, migrate: 0, stop: 0, in_place_update: 0, destructive_update: 2, reschedule_now: 0, reschedule_later: 0, lost: 0 }
+        --
+        group web: DesiredUpdates { ignore: 0, place: 0, migrate: 0, stop: 0, in_place_update: 0, destructive_update: 2, reschedule_now: 0, reschedule_later: 0, lost: 0 }
+        failed web: evaluated=1 filtered=0 exhausted=1 coalesced=1
+          exhausted 1 on cpu
+        blocked eval queued={"web": 2}
+    "#]].assert_eq(&format!("{fits}--\n{too_big}"));
 }
