@@ -2963,3 +2963,59 @@ mod roundtrip {
         }
     }
 }
+
+/// Damaged job files produce diagnostics, never panics, and every diagnostic points into the file.
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn corpus_texts() -> Vec<String> {
+        let dir = manifest_dir().join("../../../shared/corpus/potluck");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("corpus directory beside the repository")
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    }
+
+    /// Characters that tend to break HCL in interesting ways.
+    const NOISE: &[&str] = &[
+        "\"", "{", "}", "[", "]", "=", ",", "\n", "${", "%{", "<<EOT\n", "#", "“", "’", "var.",
+        "node.", "\t", "é",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn damaged_files_never_panic(file in 0usize..19, edits in proptest::collection::vec((any::<prop::sample::Index>(), 0usize..NOISE.len(), any::<bool>()), 1..4)) {
+            let texts = corpus_texts();
+            let mut text = texts[file % texts.len()].clone();
+            for (at, noise, delete) in edits {
+                let mut i = at.index(text.len().max(1)).min(text.len());
+                while !text.is_char_boundary(i) {
+                    i -= 1;
+                }
+                if delete {
+                    let end = text[i..].char_indices().nth(1).map_or(text.len(), |(j, _)| i + j);
+                    text.replace_range(i..end, "");
+                } else {
+                    text.insert_str(i, NOISE[noise]);
+                }
+            }
+            let lines = text.lines().count().max(1);
+            if let Err(diags) = parse_str("damaged.nomad", &text, &ParseOptions::default()) {
+                prop_assert!(!diags.0.is_empty());
+                for d in &diags.0 {
+                    prop_assert!(d.line >= 1 && d.line <= lines + 1, "line {} of {lines}: {d}", d.line);
+                    prop_assert!(d.col >= 1);
+                    let _ = d.to_string();
+                }
+            }
+            if let Ok(formatted) = format_source("damaged.nomad", &text) {
+                prop_assert_eq!(format_source("damaged.nomad", &formatted).ok(), Some(formatted));
+            }
+        }
+    }
+}
