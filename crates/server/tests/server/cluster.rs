@@ -123,3 +123,25 @@ async fn dead_peer_is_reported_and_removed_and_a_new_server_joins() {
     assert_eq!(stale_job_ids(&new.handle).await, vec!["two-servers", "via-new"]);
     new.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_servers_tolerate_two_failures() {
+    let mut cluster = Cluster::start(5).await;
+    let first_leader = cluster.leader().await;
+    cluster.node(cluster.other_than(first_leader)).write(job("before")).await.unwrap();
+
+    // Kill the leader and one follower: three of five remain, still a quorum.
+    let killed_leader = cluster.kill(first_leader).await;
+    let follower = cluster.other_than(first_leader);
+    let killed_follower = cluster.kill(follower).await;
+    let survivor = cluster.running().map(|(i, _)| i).next().unwrap();
+    let w = cluster.node(survivor).write(job("after")).await.expect("three of five commit");
+    assert_ne!(cluster.leader().await, first_leader);
+
+    cluster.restart(first_leader, killed_leader).await;
+    cluster.restart(follower, killed_follower).await;
+    for (_, h) in cluster.running() {
+        assert!(h.wait_for_index(w.index, Duration::from_secs(15)).await >= w.index);
+        assert_eq!(stale_job_ids(h).await, vec!["after", "before"]);
+    }
+}
