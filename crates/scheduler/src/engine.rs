@@ -105,7 +105,7 @@ impl<'a> Run<'a> {
         Run {
             state,
             ctx,
-            rng: Rng::new(ctx.seed),
+            rng: Rng::new(seed_for(ctx)),
             plan,
             overlay: BTreeMap::new(),
             group_presence: BTreeMap::new(),
@@ -377,6 +377,16 @@ impl<'a> Run<'a> {
             .filter(move |((_, g), c)| *g == gi && **c > 0)
             .map(|((n, _), c)| (*n, *c))
     }
+}
+
+/// The seed mixed with the evaluation ID (FNV-1a), so two evaluations given the same seed still
+/// draw different allocation IDs; a colliding ID would overwrite another allocation.
+fn seed_for(ctx: &EvalContext) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ctx.eval.id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    ctx.seed ^ h
 }
 
 fn decrement<K: Ord, V: Copy + Default + PartialEq + std::ops::SubAssign + From<u8>>(

@@ -8,8 +8,8 @@
 //! * The scheduler does no IO, spawns nothing, is not async and never reads a clock: "now" is
 //!   [`EvalContext::now_unix_nanos`].
 //! * All randomness (node shuffle, dynamic ports, allocation and evaluation IDs) comes from one
-//!   SplitMix64 seeded with [`EvalContext::seed`]; the same inputs give the same plan, byte for
-//!   byte.
+//!   SplitMix64 seeded with [`EvalContext::seed`] mixed with the evaluation ID; the same inputs
+//!   give the same plan, byte for byte, and different evaluations draw different IDs.
 //! * No hash-map iteration order reaches a plan: every iterated map is a `BTreeMap` or a `Vec`.
 //! * "Cannot place" is data ([`model::AllocMetric`] in [`Plan::failed_tg_allocs`]), not an error.
 //! * A plan never over-commits a node's cpu, memory or disk (net of reservations) nor books a host
@@ -27,6 +27,10 @@
 //! schedule(&ClusterState, Option<&Job>, &EvalContext) -> Plan     // None = purged job
 //! verify_plan(&ClusterState, &Plan) -> PlanVerdict
 //! ```
+//!
+//! `ClusterState` is `Send + Sync`: workers can share one snapshot behind an `Arc` while the
+//! plan applier builds the next. Nodes are never removed from it (their indices are stable);
+//! mark a node down instead, and allocations on a node it does not know are treated as lost.
 //!
 //! # Deviations from Nomad
 //!

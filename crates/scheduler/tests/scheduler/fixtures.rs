@@ -676,16 +676,16 @@ fn distinct_hosts_and_distinct_property() {
     let mut racks = service("r", 3);
     racks.task_groups[0].constraints.push(constraint("${meta.rack}", "distinct_property", ""));
     expect![[r#"
-        place  h.h[1] on n1 v0
-        place  h.h[0] on n2 v0
+        place  h.h[0] on n1 v0
+        place  h.h[2] on n2 v0
         place  h.h[3] on n3 v0
-        place  h.h[2] on n4 v0
+        place  h.h[1] on n4 v0
         group h: DesiredUpdates { ignore: 0, place: 5, migrate: 0, stop: 0, in_place_update: 0, destructive_update: 0, reschedule_now: 0, reschedule_later: 0, lost: 0 }
         failed h: evaluated=4 filtered=4 exhausted=0 coalesced=0
           filtered 4 by distinct_hosts
         blocked eval queued={"h": 1}
         --
-        place  r.r[0] on n2 v0
+        place  r.r[0] on n1 v0
         place  r.r[1] on n3 v0
         group r: DesiredUpdates { ignore: 0, place: 3, migrate: 0, stop: 0, in_place_update: 0, destructive_update: 0, reschedule_now: 0, reschedule_later: 0, lost: 0 }
         failed r: evaluated=4 filtered=4 exhausted=0 coalesced=0
