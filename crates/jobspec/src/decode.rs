@@ -795,7 +795,7 @@ fn lone_task_group(cx: &mut Cx, b: &Blk, job: &Job) -> Option<(TaskGroup, Span)>
     let mut refs = GroupRefs::default();
     cx.group_ports.clear();
     let group_restart = None;
-    let task = task(cx, b, job, &name, &[], &group_restart, &mut refs)?;
+    let task = task(cx, b, job, &[], &group_restart, &mut refs)?;
     let mut group =
         TaskGroup { name: name.clone(), count: 1, tasks: vec![task], ..TaskGroup::default() };
     finish_group(cx, &mut group, &refs, &span, None);
@@ -918,7 +918,7 @@ fn group(cx: &mut Cx, b: &Blk, job: &Job) -> Option<(TaskGroup, Span)> {
     let mut task_spans: Vec<(String, Span)> = Vec::new();
     for t in f.blocks("task") {
         let decoded =
-            cx.within(t, |cx| task(cx, t, job, &name, &group_ports, &g.restart_policy, &mut refs));
+            cx.within(t, |cx| task(cx, t, job, &group_ports, &g.restart_policy, &mut refs));
         if let Some(task) = decoded {
             let span = t.labels.first().map_or(t.ident_span.clone(), |l| l.1.clone());
             if let Some((_, prev)) = task_spans.iter().find(|(n, _)| *n == task.name) {
@@ -1151,12 +1151,10 @@ const TASK_BLOCKS: &[&str] = &[
     "affinity",
 ];
 
-#[allow(clippy::too_many_arguments)]
 fn task(
     cx: &mut Cx,
     b: &Blk,
     job: &Job,
-    group_name: &str,
     group_ports: &[String],
     group_restart: &Option<RestartPolicy>,
     refs: &mut GroupRefs,
@@ -1168,7 +1166,6 @@ fn task(
     if name.contains('/') {
         cx.error(&name_span, format!("task name \"{name}\" must not contain '/'"));
     }
-    let _ = group_name;
     let mut driver_span = b.ident_span.clone();
     match f.attr("driver") {
         Some(a) => {
