@@ -471,6 +471,8 @@ pub struct GroupSelect {
     empty: Ring,
     /// Nodes dropped for lack of resources, with the dimension; a stop may give room back.
     exhausted: BTreeMap<NodeIdx, String>,
+    /// Node evaluations made, for tests of the limit iterator.
+    evaluations: usize,
     pub metric: AllocMetric,
 }
 
@@ -542,6 +544,7 @@ impl GroupSelect {
             used: Ring::new(used),
             empty: Ring::new(empty),
             exhausted: BTreeMap::new(),
+            evaluations: 0,
             checker,
             affinity,
             spread,
@@ -554,6 +557,7 @@ impl GroupSelect {
 
     /// Feasibility, distinctness and fit of one node, then its normalised score.
     pub fn evaluate(&mut self, run: &Run, n: NodeIdx, penalty: &[NodeIdx]) -> Result<f64, Reject> {
+        self.evaluations += 1;
         let node = run.state.node(n);
         self.check_node(run, n, node)?;
         run.fits(n, &self.ask, None)?;
@@ -769,4 +773,80 @@ pub fn nodes_available(state: &ClusterState, base: &[NodeIdx]) -> BTreeMap<Strin
         *m.entry(state.node(n).datacenter.clone()).or_default() += 1;
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{Affinity, JobType, NodeStatus, Resources, Task};
+
+    fn cluster(n: usize) -> ClusterState {
+        let mut s = ClusterState::new();
+        for i in 0..n {
+            let mut node =
+                Node { id: format!("n{i}"), status: NodeStatus::Ready, ..Node::default() };
+            node.node_resources.cpu.cpu_shares = 1000;
+            node.node_resources.memory.memory_mb = 1000;
+            s.upsert_node(node);
+        }
+        s
+    }
+
+    fn job(job_type: JobType, affinity: bool) -> Job {
+        let mut j = Job {
+            id: "j".into(),
+            job_type,
+            task_groups: vec![TaskGroup {
+                name: "g".into(),
+                count: 1,
+                tasks: vec![Task {
+                    name: "t".into(),
+                    resources: Some(Resources { cpu: 10, memory_mb: 10, ..Resources::default() }),
+                    ..Task::default()
+                }],
+                ..TaskGroup::default()
+            }],
+            ..Job::default()
+        };
+        if affinity {
+            j.affinities.push(Affinity {
+                ltarget: "${node.unique.id}".into(),
+                operand: "=".into(),
+                rtarget: "n1".into(),
+                weight: 50,
+            });
+        }
+        j
+    }
+
+    /// How many nodes one placement looks at.
+    fn looked_at(alg: Algorithm, job: &Job, nodes: usize, penalty: &[NodeIdx]) -> usize {
+        let state = cluster(nodes);
+        let ctx = EvalContext { seed: 1, algorithm: alg, ..EvalContext::default() };
+        let mut run = Run::new(&state, &ctx, "default", "j");
+        let base = base_nodes(&mut run, job);
+        let mut sel = GroupSelect::new(&run, job, 0, &base);
+        sel.select(&run, penalty).expect("a node fits");
+        sel.evaluations
+    }
+
+    #[test]
+    fn limit_iterator_sizes_follow_nomad() {
+        // Spread scores empty nodes 1.0, so nothing is skipped and the limit shows directly.
+        assert_eq!(looked_at(Algorithm::Spread, &job(JobType::Batch, false), 100, &[]), 2);
+        assert_eq!(looked_at(Algorithm::Spread, &job(JobType::Service, false), 100, &[]), 7);
+        assert_eq!(looked_at(Algorithm::Spread, &job(JobType::Service, false), 2, &[]), 2);
+        assert_eq!(looked_at(Algorithm::Spread, &job(JobType::Service, true), 150, &[]), 100);
+    }
+
+    #[test]
+    fn limit_iterator_skips_up_to_three_non_positive_options() {
+        // Every node carries the reschedule penalty, so every option scores below zero: three
+        // are skipped, then two more fill the batch limit, and the skipped ones only come back if
+        // the source runs dry.
+        let all: Vec<NodeIdx> = (0..100).collect();
+        assert_eq!(looked_at(Algorithm::Spread, &job(JobType::Batch, false), 100, &all), 5);
+        let few: Vec<NodeIdx> = (0..4).collect();
+        assert_eq!(looked_at(Algorithm::Spread, &job(JobType::Batch, false), 4, &few), 4);
+    }
 }
