@@ -1,9 +1,11 @@
 //! Top-level command definitions and dispatch for the `orc` binary.
 //!
-//! Exit codes follow Nomad's CLI: 0 on success, 1 on any error (invalid input, failed command),
-//! and clap's 2 for unusable arguments.
+//! Exit codes follow Nomad's CLI: 0 on success, 1 on any error (invalid input, failed command,
+//! no server answering), and clap's 2 for unusable arguments. `run` exits 2 when placements
+//! failed; `plan` exits 0 (no changes), 1 (allocations would change) or 255 (error).
 
-use crate::{flags, fmt_cmd, job_cmd};
+use crate::conn::ReadArgs;
+use crate::{alloc_cmd, flags, fmt_cmd, job_cmd, job_remote, node_cmd, operator_cmd};
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -19,11 +21,35 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Work with jobs: validate, run.
+    /// Work with jobs: validate, run, plan, status, allocs, history, inspect, scale, stop.
     #[command(subcommand)]
     Job(JobCommand),
     /// Alias for `orc job run`.
     Run(job_cmd::RunArgs),
+    /// Alias for `orc job plan`.
+    Plan(job_remote::PlanArgs),
+    /// Alias for `orc job stop`.
+    Stop(job_remote::StopArgs),
+    /// Inspect allocations.
+    #[command(subcommand)]
+    Alloc(AllocCommand),
+    /// Inspect evaluations.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Inspect and manage client nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Inspect the servers.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Cluster operations.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Print a shell completion script: orc completion bash|zsh|fish|elvish|powershell.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Alias for `orc job validate`.
     Validate(job_cmd::ValidateArgs),
     /// Rewrite job files in canonical format.
@@ -38,6 +64,61 @@ pub enum JobCommand {
     Validate(job_cmd::ValidateArgs),
     /// Run a job (with -output: print its canonical API JSON instead).
     Run(job_cmd::RunArgs),
+    /// Show what running a job would change, without changing anything.
+    Plan(job_remote::PlanArgs),
+    /// List jobs, or show one job's status and allocations.
+    Status(job_remote::StatusArgs),
+    /// List a job's allocations.
+    Allocs(job_remote::JobArgs),
+    /// Show a job's versions.
+    History(job_remote::JobArgs),
+    /// Print a job as the API's JSON.
+    Inspect(job_remote::JobArgs),
+    /// Change a task group's count.
+    Scale(job_remote::ScaleArgs),
+    /// Stop a job (with -purge: remove it).
+    Stop(job_remote::StopArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllocCommand {
+    /// Show one allocation.
+    Status(alloc_cmd::StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Show one evaluation.
+    Status(alloc_cmd::StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes, or show one node.
+    Status(node_cmd::StatusArgs),
+    /// Start or stop draining a node.
+    Drain(node_cmd::DrainArgs),
+    /// Allow or forbid new work on a node.
+    Eligibility(node_cmd::EligibilityArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// List the servers and their liveness.
+    Members(ReadArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Raft operations.
+    #[command(subcommand)]
+    Raft(RaftCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RaftCommand {
+    /// List the Raft peers.
+    ListPeers(ReadArgs),
 }
 
 /// Flags shared by every command that reads a job file.
@@ -80,18 +161,51 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let result = match cli.command {
-        Command::Job(JobCommand::Validate(a)) | Command::Validate(a) => job_cmd::validate(&a),
+    let code = |ok: bool| u8::from(!ok);
+    let result: anyhow::Result<u8> = match cli.command {
+        Command::Job(JobCommand::Validate(a)) | Command::Validate(a) => {
+            job_cmd::validate(&a).map(code)
+        }
         Command::Job(JobCommand::Run(a)) | Command::Run(a) => job_cmd::run(&a),
-        Command::Fmt(a) => fmt_cmd::fmt(&a),
+        Command::Job(JobCommand::Plan(a)) | Command::Plan(a) => {
+            // `nomad job plan` reserves 1 for "changes"; its errors exit 255.
+            return match job_remote::plan(&a) {
+                Ok(c) => ExitCode::from(c),
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    ExitCode::from(255)
+                }
+            };
+        }
+        Command::Job(JobCommand::Status(a)) => job_remote::status(&a),
+        Command::Job(JobCommand::Allocs(a)) => job_remote::allocs(&a),
+        Command::Job(JobCommand::History(a)) => job_remote::history(&a),
+        Command::Job(JobCommand::Inspect(a)) => job_remote::inspect(&a),
+        Command::Job(JobCommand::Scale(a)) => job_remote::scale(&a),
+        Command::Job(JobCommand::Stop(a)) | Command::Stop(a) => job_remote::stop(&a),
+        Command::Alloc(AllocCommand::Status(a)) => alloc_cmd::alloc_status(&a),
+        Command::Eval(EvalCommand::Status(a)) => alloc_cmd::eval_status(&a),
+        Command::Node(NodeCommand::Status(a)) => node_cmd::status(&a),
+        Command::Node(NodeCommand::Drain(a)) => node_cmd::drain(&a),
+        Command::Node(NodeCommand::Eligibility(a)) => node_cmd::eligibility(&a),
+        Command::Server(ServerCommand::Members(a)) => operator_cmd::members(&a),
+        Command::Operator(OperatorCommand::Raft(RaftCommand::ListPeers(a))) => {
+            operator_cmd::list_peers(&a)
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "orc", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Fmt(a) => fmt_cmd::fmt(&a).map(code),
         Command::Version => {
             println!("orc v{}", env!("CARGO_PKG_VERSION"));
-            Ok(true)
+            Ok(0)
         }
     };
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(c) => ExitCode::from(c),
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::from(1)

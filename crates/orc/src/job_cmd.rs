@@ -22,6 +22,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub output: bool,
     #[command(flatten)]
+    pub api: crate::conn::ApiArgs,
+    /// Return after submitting instead of monitoring the evaluation.
+    #[arg(long)]
+    pub detach: bool,
+    /// Submit only if the job's modify index is still this one (from `orc plan`).
+    #[arg(long = "check-index", value_name = "INDEX")]
+    pub check_index: Option<u64>,
+    /// Show full IDs.
+    #[arg(long)]
+    pub verbose: bool,
+    #[command(flatten)]
     pub vars: VarArgs,
     /// The job file.
     #[arg(value_name = "FILE")]
@@ -46,25 +57,28 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<bool> {
     Ok(all_valid)
 }
 
-/// `orc job run`. Only `-output` is available until the API client exists.
-pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
+/// `orc job run`: parses locally, then submits and monitors (or, with `-output`, prints the
+/// API JSON). Returns the exit code.
+pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
     let opts = args.vars.parse_options()?;
     let job = match jobspec::parse_file(&args.file, &opts) {
         Ok(job) => job,
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
-            return Ok(false);
+            return Ok(1);
         }
     };
     if !args.output {
-        anyhow::bail!(
-            "submitting jobs needs a running orc server, which this build does not have yet; \
-             use `orc job run -output {}` to print the job's API JSON",
-            args.file.display()
+        return crate::job_remote::submit(
+            &args.api,
+            &job,
+            args.check_index,
+            args.detach,
+            args.verbose,
         );
     }
     write_stdout(&to_pretty_json(&serde_json::json!({ "Job": job }))?)?;
-    Ok(true)
+    Ok(0)
 }
 
 /// Writes a line to stdout; a closed pipe (`orc ... | head`) is not an error.

@@ -1,9 +1,16 @@
 //! The `orc` command line: argument parsing and the subcommands' user-facing behaviour.
 //!
 //! Each subcommand lives in its own module and only turns arguments into calls on the library
-//! crates (`jobspec`, and later the API client and the agent); none of them owns domain logic.
+//! crates (`jobspec`, the `api` client, and later the agent); none of them owns domain logic.
 
+mod alloc_cmd;
 pub mod cli;
+mod conn;
 mod flags;
 mod fmt_cmd;
 mod job_cmd;
+mod job_remote;
+mod monitor;
+mod node_cmd;
+mod operator_cmd;
+mod output;

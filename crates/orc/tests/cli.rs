@@ -3,6 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "cli/python_nomad.rs"]
+mod python_nomad;
+#[path = "cli/walkthrough.rs"]
+mod walkthrough;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
@@ -217,9 +222,15 @@ fn errors_are_clear_and_exit_1() {
     assert!(stderr(&out).contains("no-such.job"), "{}", stderr(&out));
     assert!(stderr(&out).contains("cannot read job file"), "{}", stderr(&out));
 
-    let out = orc(&["job", "run", "examples/nginx.job"]);
+    let out =
+        orc_in(&repo(), &["job", "run", "examples/nginx.job"], &[("ORC_ADDR", "127.0.0.1:9")]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("-output"), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .starts_with("Error: Error submitting job: no server answered at http://127.0.0.1:9"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = orc(&["job", "frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
