@@ -85,11 +85,22 @@ pub fn reconcile_group(
     now: i64,
 ) -> GroupDecisions {
     let mut d = GroupDecisions::default();
+    // An allocation is replaced once another names it as its previous one, whether or not the
+    // store has linked `next_allocation` back yet; without this a failed allocation could be
+    // rescheduled twice.
+    let replaced: BTreeSet<&str> = slots
+        .iter()
+        .map(|s| state.alloc_at(*s).previous_allocation.as_str())
+        .filter(|p| !p.is_empty())
+        .collect();
     let mut held: BTreeMap<u32, (AllocSlot, Bucket)> = BTreeMap::new();
     let mut extras: Vec<(AllocSlot, Bucket)> = Vec::new();
     for &slot in slots {
         let a = state.alloc_at(slot);
-        if a.desired_status != DesiredStatus::Run || !a.next_allocation.is_empty() {
+        if a.desired_status != DesiredStatus::Run
+            || !a.next_allocation.is_empty()
+            || replaced.contains(a.id.as_str())
+        {
             continue;
         }
         let node = state.node_idx(&a.node_id);

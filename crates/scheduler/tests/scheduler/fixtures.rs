@@ -859,3 +859,21 @@ fn destructive_update_on_a_full_cluster_reuses_the_freed_node() {
         blocked eval queued={"web": 2}
     "#]].assert_eq(&format!("{fits}--\n{too_big}"));
 }
+
+#[test]
+fn a_replaced_failed_allocation_is_not_rescheduled_again_even_unlinked() {
+    // The replacement names its predecessor, but the store has not set `next_allocation`.
+    let mut state = cluster(
+        "
+        node n1
+        node n2
+        alloc web.web[0] on n1 status=failed modify=9000 id=old
+        alloc web.web[0] on n2 id=new
+        ",
+    );
+    let mut new = state.alloc("new").unwrap().clone();
+    new.previous_allocation = "old".into();
+    state.upsert_alloc(new);
+    let (plan, _) = run_with(&state, Some(&service("web", 1)), &ctx("web"));
+    assert!(plan.is_no_op(), "{}", plan.render(&state));
+}
