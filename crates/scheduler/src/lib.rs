@@ -44,7 +44,13 @@
 //!   (`migrate.max_parallel`) is left to the server's drainer.
 //! * A failed allocation's failure time is its `modify_time`.
 //! * Network mode and `host_network` are ignored; every port is a host port. Reserved cores are
-//!   not allocated; `cores` asks count only their `cpu`.
+//!   not allocated; `cores` asks count only their `cpu`. Disk is checked only on nodes that
+//!   report a disk size.
+//! * `${node.region}` resolves to the job's region (a node is only scheduled within its region).
+//! * `AllocMetric` of a failed group covers every node the group's placements looked at in the
+//!   evaluation (each counted once), not only the last `Select`.
+//! * System jobs replace a terminal allocation on a still-feasible node, and stop allocations
+//!   on nodes that became infeasible.
 
 mod engine;
 pub mod feasible;
