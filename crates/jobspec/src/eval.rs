@@ -9,6 +9,7 @@ use hcl::{Map, Value};
 use hcl_edit::expr::{Expression, ObjectKey, TraversalOperator};
 use hcl_edit::template::{Directive, Element, Template};
 use hcl_edit::Span as _;
+use std::sync::OnceLock;
 
 /// Why an expression could not be evaluated, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +60,18 @@ enum Root {
 impl<'s> Evaluator<'s> {
     /// An evaluator with functions but no variables (for variable defaults and var files).
     pub fn new(text: &'s str, allow_fs: bool) -> Evaluator<'s> {
-        let mut base = Context::new();
-        funcs::declare(&mut base, allow_fs);
+        // Building the function table is the costliest part of a small job's evaluation, and it
+        // never changes, so each variant is built once per process and cloned.
+        static PLAIN: OnceLock<Context<'static>> = OnceLock::new();
+        static WITH_FS: OnceLock<Context<'static>> = OnceLock::new();
+        let cell = if allow_fs { &WITH_FS } else { &PLAIN };
+        let base = cell
+            .get_or_init(|| {
+                let mut ctx = Context::new();
+                funcs::declare(&mut ctx, allow_fs);
+                ctx
+            })
+            .clone();
         Evaluator {
             text,
             vars: None,
