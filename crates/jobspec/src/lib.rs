@@ -47,6 +47,35 @@ pub fn parse_file(path: &Path, opts: &ParseOptions) -> Result<model::Job, Diagno
 }
 
 /// Parses, validates and canonicalizes a job file: the result has every Nomad default filled in.
+///
+/// ```
+/// let src = r#"
+/// job "web" {
+///   group "g" {
+///     network {
+///       port "http" {}
+///     }
+///     task "t" {
+///       driver = "raw_exec"
+///       config {
+///         command = "/bin/httpd"
+///         args    = ["-p", "${NOMAD_PORT_http}"]
+///       }
+///     }
+///   }
+/// }
+/// "#;
+/// let job = jobspec::parse_str("web.nomad", src, &jobspec::ParseOptions::default()).unwrap();
+/// assert_eq!(job.datacenters, vec!["*"]);
+/// // Runtime interpolation is kept for the client to fill in.
+/// assert_eq!(job.task_groups[0].tasks[0].config["args"][1], "${NOMAD_PORT_http}");
+///
+/// let err = jobspec::parse_str("bad.nomad", "job \"x\" {\n  priorty = 5\n}\n", &Default::default())
+///     .unwrap_err();
+/// let typo = err.0.iter().find(|d| d.message.contains("priorty")).unwrap();
+/// assert_eq!((typo.line, typo.col), (2, 3));
+/// assert!(err.to_string().contains("did you mean \"priority\"?"));
+/// ```
 pub fn parse_str(
     file_name: &str,
     source: &str,
@@ -97,6 +126,11 @@ pub fn parse_str_raw(
 /// Formats a job file canonically, like `nomad fmt`: two-space indentation, `=` aligned within
 /// runs of consecutive single-line attributes, one space around operators and after commas,
 /// comments kept. Formatting formatted output changes nothing.
+///
+/// ```
+/// let out = jobspec::format_source("x.nomad", "job \"x\" {\n\ttype=\"batch\"\n  priority = 5 # low\n}\n").unwrap();
+/// assert_eq!(out, "job \"x\" {\n  type     = \"batch\"\n  priority = 5 # low\n}\n");
+/// ```
 pub fn format_source(file_name: &str, source: &str) -> Result<String, Diagnostics> {
     let src = Source::new(file_name, source);
     let quote_diags = quotes::check(&src);
