@@ -167,6 +167,11 @@ pub(crate) fn parse_error(src: &Source, err: &hcl_edit::parser::Error) -> Diagno
                 "separate list elements with commas: add `,` after the element on line {prev_line}"
             ),
         )
+    } else if in_interpolation(&src.text[..offset]) {
+        message_hint(
+            "invalid expression inside ${ ... }",
+            "`${ ... }` holds an HCL expression; to write a literal `${` (for a shell or a template), escape it as `$${`".to_string(),
+        )
     } else if has_unterminated_string(line_text) {
         message_hint(
             "unterminated string",
@@ -210,4 +215,16 @@ fn has_unterminated_string(line: &str) -> bool {
         }
     }
     in_string
+}
+
+/// True when the text ends inside an open `${` on its last line (escaped `$${` does not count).
+fn in_interpolation(before: &str) -> bool {
+    let line = before.rsplit('\n').next().unwrap_or_default();
+    match line.rfind("${") {
+        Some(open) => {
+            let escaped = open > 0 && line[..open].ends_with('$');
+            !escaped && !line[open..].contains('}')
+        }
+        None => false,
+    }
 }

@@ -2027,6 +2027,27 @@ job "d" {
     }
 
     #[test]
+    fn a_broken_interpolation_suggests_escaping() {
+        check_err("job \"x\" {\n  name = \"a ${b c}\"\n}\n", expect![[r#"
+            error: invalid expression inside ${ ... }
+             --> test.nomad:2:17
+              |
+            2 |   name = "a ${b c}"
+              |                 ^
+              = help: `${ ... }` holds an HCL expression; to write a literal `${` (for a shell or a template), escape it as `$${`"#]]);
+        check_err(
+            "job \"x\" {\n  task \"t\" {\n    template {\n      data = <<EOT\nPORT=${PORT:-8080}\nEOT\n    }\n  }\n}\n",
+            expect![[r#"
+                error: invalid expression inside ${ ... }
+                 --> test.nomad:5:12
+                  |
+                5 | PORT=${PORT:-8080}
+                  |            ^
+                  = help: `${ ... }` holds an HCL expression; to write a literal `${` (for a shell or a template), escape it as `$${`"#]],
+        );
+    }
+
+    #[test]
     fn expressions_that_cannot_be_evaluated() {
         check_err(
             r#"
