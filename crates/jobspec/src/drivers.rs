@@ -160,21 +160,34 @@ impl Checker<'_, '_, '_> {
                     self.error(&at, msg, Some("paths must start with /".into()));
                 }
             }
+            // `pot mount-in -m` refuses "/" and paths with spaces (pot-contract 3.9).
+            if key != "copy" && (dst == "/" || dst.contains(' ')) {
+                let msg = format!("{key} entry \"{item}\": pot cannot mount onto \"{dst}\"");
+                self.error(
+                    &at,
+                    msg,
+                    Some("the jail path must not be / and must not contain spaces".into()),
+                );
+            }
         }
     }
 
-    /// `"k:v"` lists (attributes, extra_hosts).
-    fn key_value_pairs(&mut self, key: &str, example: &str) {
-        let Some(items) = self.strings(key) else { return };
+    /// `"k:v"` lists (attributes, extra_hosts); returns the well-formed pairs with their spans.
+    fn key_value_pairs(&mut self, key: &str, example: &str) -> Vec<(String, String, Span)> {
+        let Some(items) = self.strings(key) else { return Vec::new() };
+        let mut out = Vec::new();
         for (item, at) in items {
             match item.split_once(':') {
-                Some((k, v)) if !k.is_empty() && !v.is_empty() => {}
+                Some((k, v)) if !k.is_empty() && !v.is_empty() => {
+                    out.push((k.to_string(), v.to_string(), at));
+                }
                 _ => {
                     let msg = format!("{key} entry \"{item}\" must be \"{example}\"");
                     self.error(&at, msg, None);
                 }
             }
         }
+        out
     }
 }
 
@@ -252,7 +265,7 @@ fn pot(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
         }
     }
     c.string("command");
-    c.string("network_mode");
+    network_mode(c);
     if c.strings("args").is_some() && !c.entries.iter().any(|e| e.key == "command") {
         let span = c.get("args").map(|e| e.key_span.clone()).unwrap_or_default();
         c.error(
@@ -264,9 +277,98 @@ fn pot(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
     c.path_pairs("mount", false);
     c.path_pairs("mount_read_only", false);
     c.path_pairs("copy", true);
-    c.key_value_pairs("attributes", "<attribute>:<value>");
+    let attributes = c.key_value_pairs("attributes", "<attribute>:<value>");
+    for (name, value, at) in attributes {
+        if let Err((e, hint)) = check_pot_attribute(&name, &value) {
+            c.error(&at, format!("attributes entry \"{name}:{value}\": {e}"), hint);
+        }
+    }
     c.key_value_pairs("extra_hosts", "<hostname>:<ip>");
     port_map(c, task);
+}
+
+/// Network types pot's `prepare -N` accepts from the driver. `private-bridge` and `alias` need
+/// arguments the driver never passes (`-B`, `-i <ip>`), so pot refuses them (pot-contract 1.6).
+const POT_NETWORK_MODES: &[&str] = &["public-bridge", "host", "inherit"];
+
+fn network_mode(c: &mut Checker<'_, '_, '_>) {
+    let Some(mode) = c.string("network_mode") else { return };
+    if POT_NETWORK_MODES.contains(&mode.as_str()) || mode.contains("${") {
+        return;
+    }
+    let span = c.get("network_mode").map(|e| e.value_span.clone()).unwrap_or_default();
+    let reason = match mode.as_str() {
+        "private-bridge" => {
+            "pot needs a bridge name (-B) for it, which the driver cannot pass".to_string()
+        }
+        "alias" => "pot needs a static IP (-i) for it, which the driver cannot pass".to_string(),
+        other => format!("pot has no network type \"{other}\""),
+    };
+    c.error(
+        &span,
+        format!("network_mode \"{mode}\" cannot be used: {reason}"),
+        Some(format!("use one of: {}", POT_NETWORK_MODES.join(", "))),
+    );
+}
+
+/// The attributes `pot set-attribute` accepts and their value kinds (pot-contract 3.7).
+/// On failure, the reason and (for unknown names) the valid ones.
+fn check_pot_attribute(name: &str, value: &str) -> Result<(), (String, Option<String>)> {
+    const BOOLS: &[&str] = &[
+        "start-at-boot",
+        "early-start-at-boot",
+        "persistent",
+        "no-rc-script",
+        "prunable",
+        "localhost-tunnel",
+        "no-tmpfs",
+        "no-etc-hosts",
+        "mount",
+        "fdescfs",
+        "linprocfs",
+        "nullfs",
+        "procfs",
+        "tmpfs",
+        "zfs",
+        "raw_sockets",
+        "mlock",
+    ];
+    const UINTS: &[&str] = &["enforce_statfs", "children", "devfs_ruleset", "stop_timeout"];
+    const SYSV: &[&str] = &["sysvshm", "sysvsem", "sysvmsg"];
+    if value.contains("${") {
+        return Ok(());
+    }
+    if BOOLS.contains(&name) {
+        let v = value.to_ascii_lowercase();
+        return if ["yes", "no", "on", "off", "true", "false", "1", "0"].contains(&v.as_str()) {
+            Ok(())
+        } else {
+            Err((format!("\"{name}\" takes YES or NO, got \"{value}\""), None))
+        };
+    }
+    if UINTS.contains(&name) {
+        return value
+            .parse::<u32>()
+            .map(|_| ())
+            .map_err(|_| (format!("\"{name}\" takes a whole number, got \"{value}\""), None));
+    }
+    if SYSV.contains(&name) {
+        return if ["new", "inherit", "disable"].contains(&value) {
+            Ok(())
+        } else {
+            Err((format!("\"{name}\" takes new, inherit or disable, got \"{value}\""), None))
+        };
+    }
+    if name == "exec_stop" {
+        return Ok(());
+    }
+    let mut all: Vec<&str> = BOOLS.iter().chain(UINTS).chain(SYSV).copied().collect();
+    all.push("exec_stop");
+    all.sort_unstable();
+    Err((
+        format!("pot has no attribute \"{name}\""),
+        Some(format!("valid attributes are: {}", all.join(", "))),
+    ))
 }
 
 /// `port_map = { label = "80" }` (or a list of such maps, as the driver's spec allows).

@@ -1667,6 +1667,67 @@ job "pot" {
     }
 
     #[test]
+    fn pot_attributes_network_modes_and_mount_points() {
+        check_err(
+            r#"
+job "pot" {
+  group "g" {
+    task "t" {
+      driver = "pot"
+      config {
+        image           = "https://potluck.honeyguide.net/nginx-nomad"
+        pot             = "nginx-nomad-amd64-13_1"
+        tag             = "1.1.13"
+        network_mode    = "private-bridge"
+        attributes      = ["devfs_ruleset:4", "persistent:maybe", "sysvshm:new", "no-such:1", "exec_stop:/bin/stop"]
+        mount           = ["/data:/"]
+        mount_read_only = ["/data:/my data"]
+        copy            = ["/etc/a.conf:/usr/local/etc/a:b.conf"]
+      }
+    }
+  }
+}
+"#,
+            expect![[r#"
+                error: network_mode "private-bridge" cannot be used: pot needs a bridge name (-B) for it, which the driver cannot pass
+                  --> test.nomad:10:27
+                   |
+                10 |         network_mode    = "private-bridge"
+                   |                           ^^^^^^^^^^^^^^^^
+                   = help: use one of: public-bridge, host, inherit
+
+                error: attributes entry "persistent:maybe": "persistent" takes YES or NO, got "maybe"
+                  --> test.nomad:11:47
+                   |
+                11 |         attributes      = ["devfs_ruleset:4", "persistent:maybe", "sysvshm:new", "no-such:1", "exec_stop:/bin/stop"]
+                   |                                               ^^^^^^^^^^^^^^^^^^
+
+                error: attributes entry "no-such:1": pot has no attribute "no-such"
+                  --> test.nomad:11:82
+                   |
+                11 |         attributes      = ["devfs_ruleset:4", "persistent:maybe", "sysvshm:new", "no-such:1", "exec_stop:/bin/stop"]
+                   |                                                                                  ^^^^^^^^^^^
+                   = help: valid attributes are: children, devfs_ruleset, early-start-at-boot, enforce_statfs, exec_stop, fdescfs, linprocfs, localhost-tunnel, mlock, mount, no-etc-hosts, no-rc-script, no-tmpfs, nullfs, persistent, procfs, prunable, raw_sockets, start-at-boot, stop_timeout, sysvmsg, sysvsem, sysvshm, tmpfs, zfs
+
+                error: mount entry "/data:/": pot cannot mount onto "/"
+                  --> test.nomad:12:28
+                   |
+                12 |         mount           = ["/data:/"]
+                   |                            ^^^^^^^^^
+                   = help: the jail path must not be / and must not contain spaces
+
+                error: mount_read_only entry "/data:/my data": pot cannot mount onto "/my data"
+                  --> test.nomad:13:28
+                   |
+                13 |         mount_read_only = ["/data:/my data"]
+                   |                            ^^^^^^^^^^^^^^^^
+                   = help: the jail path must not be / and must not contain spaces
+
+                5 errors in test.nomad"#]],
+        );
+    }
+
+    #[test]
     fn raw_exec_and_unknown_drivers() {
         check_err(
             r#"
@@ -2028,13 +2089,16 @@ job "d" {
 
     #[test]
     fn a_broken_interpolation_suggests_escaping() {
-        check_err("job \"x\" {\n  name = \"a ${b c}\"\n}\n", expect![[r#"
+        check_err(
+            "job \"x\" {\n  name = \"a ${b c}\"\n}\n",
+            expect![[r#"
             error: invalid expression inside ${ ... }
              --> test.nomad:2:17
               |
             2 |   name = "a ${b c}"
               |                 ^
-              = help: `${ ... }` holds an HCL expression; to write a literal `${` (for a shell or a template), escape it as `$${`"#]]);
+              = help: `${ ... }` holds an HCL expression; to write a literal `${` (for a shell or a template), escape it as `$${`"#]],
+        );
         check_err(
             "job \"x\" {\n  task \"t\" {\n    template {\n      data = <<EOT\nPORT=${PORT:-8080}\nEOT\n    }\n  }\n}\n",
             expect![[r#"
