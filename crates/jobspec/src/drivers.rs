@@ -283,7 +283,16 @@ fn pot(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
             c.error(&at, format!("attributes entry \"{name}:{value}\": {e}"), hint);
         }
     }
-    c.key_value_pairs("extra_hosts", "<hostname>:<ip>");
+    // pot checks each address with `potnet ipcheck` when the task starts; check it now.
+    for (host, ip, at) in c.key_value_pairs("extra_hosts", "<hostname>:<ip>") {
+        if ip.parse::<std::net::IpAddr>().is_err() && !ip.contains("${") {
+            c.error(
+                &at,
+                format!("extra_hosts entry \"{host}:{ip}\": \"{ip}\" is not an IP address"),
+                None,
+            );
+        }
+    }
     port_map(c, task);
 }
 

@@ -1683,6 +1683,7 @@ job "pot" {
         mount           = ["/data:/"]
         mount_read_only = ["/data:/my data"]
         copy            = ["/etc/a.conf:/usr/local/etc/a:b.conf"]
+        extra_hosts     = ["db:10.0.0.2", "v6:fd00::1", "bad:db.local"]
       }
     }
   }
@@ -1723,7 +1724,13 @@ job "pot" {
                    |                            ^^^^^^^^^^^^^^^^
                    = help: the jail path must not be / and must not contain spaces
 
-                5 errors in test.nomad"#]],
+                error: extra_hosts entry "bad:db.local": "db.local" is not an IP address
+                  --> test.nomad:15:57
+                   |
+                15 |         extra_hosts     = ["db:10.0.0.2", "v6:fd00::1", "bad:db.local"]
+                   |                                                         ^^^^^^^^^^^^^^
+
+                6 errors in test.nomad"#]],
         );
     }
 
