@@ -5,70 +5,147 @@ use super::jobs::{eval_for, outcome_error};
 use super::ApiError;
 use super::{bool_param, now_unix_nanos, query_options, Ctx, Pairs, Reply};
 use crate::state::{AllocStop, Command, PlanResults, State, Table};
+use api::query::QueryOptions;
 use axum::extract::{Path, State as AxState};
-use model::{Allocation, TriggeredBy};
-use serde_json::{json, Value};
+use model::{
+    AllocDeploymentStatus, AllocatedResources, Allocation, ClientStatus, DesiredStatus, JobType,
+    RescheduleTracker, TaskState, TriggeredBy,
+};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeMap;
 
-/// Nomad's `AllocationListStub`: the allocation with its job's type, without the heavy
-/// resources unless asked (`resources=true`) and with task states unless refused
-/// (`task_states=false`).
-pub(crate) fn alloc_stub(s: &State, a: &Allocation, resources: bool, task_states: bool) -> Value {
-    let job_type = s.job(&a.namespace, &a.job_id).map(|j| j.job_type);
-    let mut v = json!({
-        "ID": a.id,
-        "EvalID": a.eval_id,
-        "Name": a.name,
-        "Namespace": a.namespace,
-        "NodeID": a.node_id,
-        "NodeName": a.node_name,
-        "JobID": a.job_id,
-        "JobType": job_type,
-        "JobVersion": a.job_version,
-        "TaskGroup": a.task_group,
-        "DesiredStatus": a.desired_status,
-        "DesiredDescription": a.desired_description,
-        "ClientStatus": a.client_status,
-        "ClientDescription": a.client_description,
-        "TaskStates": null,
-        "DeploymentStatus": a.deployment_status,
-        "FollowupEvalID": a.followup_eval_id,
-        "NextAllocation": a.next_allocation,
-        "PreviousAllocation": a.previous_allocation,
-        "RescheduleTracker": a.reschedule_tracker,
-        "CreateIndex": a.create_index,
-        "ModifyIndex": a.modify_index,
-        "CreateTime": a.create_time,
-        "ModifyTime": a.modify_time,
-    });
-    if task_states {
-        v["TaskStates"] = json!(a.task_states);
+/// Nomad's `AllocationListStub`, borrowing from the state: listings of thousands of
+/// allocations are serialised straight from it, inside the read, without building a JSON tree.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AllocStub<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    #[serde(rename = "EvalID")]
+    eval_id: &'a str,
+    name: &'a str,
+    namespace: &'a str,
+    #[serde(rename = "NodeID")]
+    node_id: &'a str,
+    node_name: &'a str,
+    #[serde(rename = "JobID")]
+    job_id: &'a str,
+    job_type: Option<JobType>,
+    job_version: u64,
+    task_group: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocated_resources: Option<&'a AllocatedResources>,
+    desired_status: DesiredStatus,
+    desired_description: &'a str,
+    client_status: ClientStatus,
+    client_description: &'a str,
+    task_states: Option<&'a BTreeMap<String, TaskState>>,
+    deployment_status: Option<&'a AllocDeploymentStatus>,
+    #[serde(rename = "FollowupEvalID")]
+    followup_eval_id: &'a str,
+    next_allocation: &'a str,
+    previous_allocation: &'a str,
+    reschedule_tracker: Option<&'a RescheduleTracker>,
+    create_index: u64,
+    modify_index: u64,
+    create_time: i64,
+    modify_time: i64,
+}
+
+/// Which optional parts of the stub a listing includes (`resources`, `task_states`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StubParts {
+    pub resources: bool,
+    pub task_states: bool,
+}
+
+pub(crate) fn alloc_stub<'a>(s: &'a State, a: &'a Allocation, parts: StubParts) -> AllocStub<'a> {
+    AllocStub {
+        id: &a.id,
+        eval_id: &a.eval_id,
+        name: &a.name,
+        namespace: &a.namespace,
+        node_id: &a.node_id,
+        node_name: &a.node_name,
+        job_id: &a.job_id,
+        job_type: s.job(&a.namespace, &a.job_id).map(|j| j.job_type),
+        job_version: a.job_version,
+        task_group: &a.task_group,
+        allocated_resources: parts.resources.then_some(&a.allocated_resources),
+        desired_status: a.desired_status,
+        desired_description: &a.desired_description,
+        client_status: a.client_status,
+        client_description: &a.client_description,
+        task_states: parts.task_states.then_some(&a.task_states),
+        deployment_status: a.deployment_status.as_ref(),
+        followup_eval_id: &a.followup_eval_id,
+        next_allocation: &a.next_allocation,
+        previous_allocation: &a.previous_allocation,
+        reschedule_tracker: a.reschedule_tracker.as_ref(),
+        create_index: a.create_index,
+        modify_index: a.modify_index,
+        create_time: a.create_time,
+        modify_time: a.modify_time,
     }
-    if resources {
-        v["AllocatedResources"] = json!(a.allocated_resources);
+}
+
+/// A listing of allocations already sorted by ID: applies `prefix`, `filter`, `reverse` and
+/// paging, and serialises the page. Paging happens before any stub is built, so a page of a
+/// large listing costs only its own size.
+pub(crate) fn alloc_listing<'a>(
+    s: &'a State,
+    allocs: impl DoubleEndedIterator<Item = &'a Allocation>,
+    q: &QueryOptions,
+    parts: StubParts,
+) -> Result<(Vec<u8>, String), ApiError> {
+    let allocs: Box<dyn Iterator<Item = &'a Allocation>> =
+        if q.reverse { Box::new(allocs.rev()) } else { Box::new(allocs) };
+    let token = q.next_token.as_str();
+    let mut page = Vec::new();
+    let mut next_token = String::new();
+    for a in allocs {
+        if !token.is_empty()
+            && (if q.reverse { a.id.as_str() > token } else { a.id.as_str() < token })
+        {
+            continue;
+        }
+        if !(q.namespace == "*" || a.namespace == q.namespace) || !a.id.starts_with(&q.prefix) {
+            continue;
+        }
+        let stub = alloc_stub(s, a, parts);
+        if let Some(f) = &q.filter {
+            let v = serde_json::to_value(&stub).map_err(|e| ApiError::Internal(e.to_string()))?;
+            if !f.matches(&v) {
+                continue;
+            }
+        }
+        if q.per_page.is_some_and(|n| page.len() == n) {
+            next_token = a.id.clone();
+            break;
+        }
+        page.push(stub);
     }
-    v
+    let body = if q.pretty { serde_json::to_vec_pretty(&page) } else { serde_json::to_vec(&page) };
+    Ok((body.map_err(|e| ApiError::Internal(e.to_string()))?, next_token))
 }
 
 /// `GET /v1/allocations`.
 pub async fn list(AxState(ctx): AxState<Ctx>, pairs: Pairs) -> Result<Reply, ApiError> {
     let q = query_options(&pairs)?;
-    let resources = bool_param(&pairs, "resources", false)?;
-    let task_states = bool_param(&pairs, "task_states", true)?;
-    let (mut stubs, index) = ctx
+    let parts = StubParts {
+        resources: bool_param(&pairs, "resources", false)?,
+        task_states: bool_param(&pairs, "task_states", true)?,
+    };
+    let (listing, index) = ctx
         .query(&q, &[Table::Allocs], |s| {
-            s.allocs()
-                .filter(|a| q.namespace == "*" || a.namespace == q.namespace)
-                .filter(|a| a.id.starts_with(&q.prefix))
-                .map(|a| alloc_stub(s, a, resources, task_states))
-                .filter(|v| q.filter.as_ref().is_none_or(|f| f.matches(v)))
-                .collect::<Vec<Value>>()
+            // `State::allocs` only iterates forwards; the references are cheap to collect.
+            let allocs: Vec<&Allocation> = s.allocs().collect();
+            alloc_listing(s, allocs.into_iter(), &q, parts)
         })
         .await?;
-    if q.reverse {
-        stubs.reverse();
-    }
-    let page = api::query::paginate(stubs, |v| v["ID"].as_str().unwrap_or(""), &q);
-    Ok(Reply::json(&page.items, index, q.pretty).with_next_token(page.next_token))
+    let (body, next_token) = listing?;
+    Ok(Reply::raw(body, index).with_next_token(next_token))
 }
 
 /// `GET /v1/allocation/:id`: the allocation with the job version it runs.

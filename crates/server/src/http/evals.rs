@@ -1,6 +1,6 @@
 //! `/v1/evaluations` and `/v1/evaluation/:id`: reading evaluations and what they placed.
 
-use super::allocs::alloc_stub;
+use super::allocs::{alloc_listing, StubParts};
 use super::ApiError;
 use super::{bool_param, param, query_options, Ctx, Pairs, Reply};
 use crate::state::Table;
@@ -80,17 +80,22 @@ pub async fn allocations(
     pairs: Pairs,
 ) -> Result<Reply, ApiError> {
     let q = query_options(&pairs)?;
-    let (stubs, index) = ctx
+    let parts = StubParts { resources: false, task_states: true };
+    let (listing, index) = ctx
         .query(&q, &[Table::Allocs], |s| {
             // Allocations record the evaluation that placed them; the job's index finds them
             // without scanning every allocation.
-            let Some(e) = s.eval(&id) else { return Vec::new() };
-            s.allocs_by_job(&e.namespace, &e.job_id)
-                .into_iter()
-                .filter(|a| a.eval_id == id)
-                .map(|a| alloc_stub(s, a, false, true))
-                .collect::<Vec<Value>>()
+            let allocs: Vec<_> = match s.eval(&id) {
+                Some(e) => s
+                    .allocs_by_job(&e.namespace, &e.job_id)
+                    .into_iter()
+                    .filter(|a| a.eval_id == id)
+                    .collect(),
+                None => Vec::new(),
+            };
+            alloc_listing(s, allocs.into_iter(), &q, parts)
         })
         .await?;
-    Ok(Reply::json(&stubs, index, q.pretty))
+    let (body, next_token) = listing?;
+    Ok(Reply::raw(body, index).with_next_token(next_token))
 }

@@ -5,7 +5,7 @@
 //! evaluation in one command; placing allocations is the scheduling pipeline's work, not this
 //! module's.
 
-use super::allocs::alloc_stub;
+use super::allocs::{alloc_listing, StubParts};
 use super::body::{self, Decoded};
 use super::ApiError;
 use super::{bool_param, now_unix_nanos, param, query_options, Ctx, Pairs, Reply};
@@ -453,15 +453,15 @@ pub async fn allocations(
     // `all` asks for allocations of earlier jobs with the same ID; orc keeps allocations by
     // namespace and ID only, so every allocation is already included.
     bool_param(&pairs, "all", false)?;
-    let (stubs, index) = ctx
+    let parts = StubParts { resources: false, task_states: true };
+    let (listing, index) = ctx
         .query(&q, &[Table::Allocs], |s| {
-            s.allocs_by_job(&q.namespace, &id)
-                .into_iter()
-                .map(|a| alloc_stub(s, a, false, true))
-                .collect::<Vec<Value>>()
+            let allocs = s.allocs_by_job(&q.namespace, &id);
+            alloc_listing(s, allocs.into_iter(), &q, parts)
         })
         .await?;
-    Ok(Reply::json(&stubs, index, q.pretty))
+    let (body, next_token) = listing?;
+    Ok(Reply::raw(body, index).with_next_token(next_token))
 }
 
 /// `GET /v1/job/:id/evaluations`.

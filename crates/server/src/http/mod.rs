@@ -177,6 +177,11 @@ impl Reply {
         }
     }
 
+    /// An already serialised JSON body.
+    pub fn raw(body: Vec<u8>, index: u64) -> Reply {
+        Reply { body: Ok(body), index, next_token: String::new() }
+    }
+
     pub fn with_next_token(mut self, token: String) -> Reply {
         self.next_token = token;
         self

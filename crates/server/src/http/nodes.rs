@@ -2,7 +2,7 @@
 //! scheduling eligibility. Draining writes the evaluations that make the scheduler migrate the
 //! node's allocations; it does not move anything itself.
 
-use super::allocs::alloc_stub;
+use super::allocs::{alloc_listing, StubParts};
 use super::body;
 use super::jobs::outcome_error;
 use super::ApiError;
@@ -88,15 +88,15 @@ pub async fn allocations(
     pairs: Pairs,
 ) -> Result<Reply, ApiError> {
     let q = query_options(&pairs)?;
-    let (allocs, index) = ctx
+    let parts = StubParts { resources: true, task_states: true };
+    let (listing, index) = ctx
         .query(&q, &[Table::Allocs], |s| {
-            s.allocs_by_node(&id)
-                .into_iter()
-                .map(|a| alloc_stub(s, a, true, true))
-                .collect::<Vec<Value>>()
+            let allocs = s.allocs_by_node(&id);
+            alloc_listing(s, allocs.into_iter(), &q, parts)
         })
         .await?;
-    Ok(Reply::json(&allocs, index, q.pretty))
+    let (body, next_token) = listing?;
+    Ok(Reply::raw(body, index).with_next_token(next_token))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

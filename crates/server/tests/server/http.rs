@@ -230,6 +230,14 @@ async fn job_lifecycle_through_the_api() {
     assert_eq!(versions["Versions"].as_array().unwrap().len(), 2);
     let evals = api.get("/v1/job/nginx-minipot/evaluations").await.json();
     assert_eq!(evals.as_array().unwrap().len(), 2);
+    // Paging: two per page, then the rest from the token.
+    let first = api.get("/v1/allocations?per_page=2").await;
+    assert_eq!(first.json().as_array().unwrap().len(), 2);
+    let token = first.header("X-Nomad-NextToken").expect("a next page").to_owned();
+    let rest = api.get(&format!("/v1/allocations?per_page=2&next_token={token}")).await;
+    assert_eq!(rest.json().as_array().unwrap().len(), 1);
+    assert_eq!(rest.json()[0]["ID"], token.as_str());
+    assert!(rest.header("X-Nomad-NextToken").is_none());
     let summary = api.get("/v1/job/nginx-minipot/summary").await.json();
     assert_eq!(summary["Summary"]["group1"]["Starting"], 3);
 
