@@ -1,7 +1,7 @@
 //! The HTTP API through real requests: a dev server with the scheduling pipeline, fake nodes
 //! written straight into the state (there is no agent here), and HTTP on a loopback port.
 
-use super::harness::fast_raft;
+use super::harness::{fast_raft, Cluster};
 use model::{DriverInfo, Node, NodeStatus};
 use serde_json::{json, Value};
 use server::http::{self, HttpConfig};
@@ -65,12 +65,18 @@ pub async fn start_api(nodes: usize, dc: &str) -> Api {
         let id = format!("{i:08x}-0000-4000-8000-{i:012x}");
         handle.write(Command::NodeRegister { node: Box::new(fake_node(&id, dc)) }).await.unwrap();
     }
+    serve_api(handle, &config).await
+}
+
+/// Serves the HTTP API of `handle` on a fresh loopback port and runs its scheduling pipeline
+/// (which only acts while the server leads).
+pub async fn serve_api(handle: ServerHandle, config: &Config) -> Api {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let serve = tokio::spawn(http::serve(
         listener,
         handle.clone(),
-        HttpConfig { max_body_bytes: 1 << 20, ..HttpConfig::from_server(&config) },
+        HttpConfig { max_body_bytes: 1 << 20, ..HttpConfig::from_server(config) },
         std::future::pending(),
     ));
     let serve = tokio::spawn(async move {
@@ -496,4 +502,45 @@ async fn plan_shows_the_diff_and_placements() {
     let failed = &p["FailedTGAllocs"]["group1"];
     assert_eq!(failed["NodesEvaluated"], 1);
     assert_eq!(failed["DimensionExhausted"]["memory"], 1, "{p}");
+}
+
+/// Any server answers; writes sent to a follower are forwarded to the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_any_one_answers_and_forwards_writes() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let other = (0..3).find(|i| *i != leader && *i != follower).unwrap();
+    let mut apis = Vec::new();
+    for i in [leader, follower, other] {
+        let node = cluster.nodes[i].as_ref().unwrap();
+        apis.push(serve_api(node.handle.clone(), &node.config).await);
+    }
+    let (via_follower, via_other) = (&apis[1], &apis[2]);
+    via_follower
+        .handle
+        .write(Command::NodeRegister {
+            node: Box::new(fake_node("aaaaaaaa-0000-4000-8000-000000000001", "minipot")),
+        })
+        .await
+        .unwrap();
+
+    let r = via_follower.put("/v1/jobs", &nginx_job()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    via_follower
+        .until("/v1/job/nginx-minipot/allocations", |a| a.as_array().unwrap().len() == 1)
+        .await;
+    let stale = via_other.until("/v1/jobs?stale", |j| j.as_array().unwrap().len() == 1).await;
+    assert_eq!(stale[0]["ID"], "nginx-minipot");
+
+    let peers = via_other.get("/v1/status/peers").await.json();
+    assert_eq!(peers.as_array().unwrap().len(), 3);
+    let leader_addr = via_other.get("/v1/status/leader").await.json();
+    assert_eq!(leader_addr, json!(apis[0].handle.addr()));
+    let members = via_follower.get("/v1/agent/members").await.json();
+    let alive = members["Members"].as_array().unwrap().iter().filter(|m| m["Status"] == "alive");
+    assert_eq!(alive.count(), 3);
+    let raft = via_follower.get("/v1/operator/raft/configuration").await.json();
+    let leaders = raft["Servers"].as_array().unwrap().iter().filter(|s| s["Leader"] == true);
+    assert_eq!(leaders.count(), 1);
 }
