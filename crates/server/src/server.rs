@@ -852,7 +852,7 @@ impl ServerHandle {
         for mut task in tasks {
             // The listener shuts down gracefully; a peer holding a connection open must not
             // keep a stopped server alive.
-            if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+            if tokio::time::timeout(Duration::from_millis(500), &mut task).await.is_err() {
                 task.abort();
             }
         }

@@ -9,6 +9,7 @@ use super::{MetaKey, Store, StoreError, StoredEntry, StoredSnapshot};
 use std::ops::Range;
 use std::path::Path;
 
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const SNAPSHOT_META: &[u8] = b"snapshot.meta";
 const SNAPSHOT_DATA: &[u8] = b"snapshot.data";
 
@@ -34,7 +35,9 @@ fn decode_index(key: &[u8]) -> Result<u64, StoreError> {
 impl SledStore {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(io)?;
+        // sled's page cache defaults to 1 GiB per database. The log is written once and read
+        // back mostly while replicating recent entries, so a small cache serves it.
+        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open().map_err(io)?;
         let log = db.open_tree("log").map_err(io)?;
         let meta = db.open_tree("meta").map_err(io)?;
         Ok(SledStore { db, log, meta })
