@@ -378,20 +378,10 @@ fn chomp(a: FuncArgs) -> R {
     Ok(s(&a[0]).trim_end_matches(['\n', '\r']).into())
 }
 
+/// Every line but the first gets the padding, as cty's `indent` does (blank lines included).
 fn indent(a: FuncArgs) -> R {
     let pad = " ".repeat(int(&a[0], "spaces")?.max(0) as usize);
-    let text = s(&a[1]);
-    let mut out = String::new();
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-            if !line.is_empty() {
-                out.push_str(&pad);
-            }
-        }
-        out.push_str(line);
-    }
-    Ok(out.into())
+    Ok(s(&a[1]).replace('\n', &format!("\n{pad}")).into())
 }
 
 fn concat(a: FuncArgs) -> R {
@@ -910,7 +900,7 @@ mod tests {
             (r#"strrev("abc")"#, r#""cba""#),
             (r#"title("hello big-world")"#, r#""Hello Big-World""#),
             (r#"chomp("x\n\n")"#, r#""x""#),
-            (r#"indent(2, "a\nb\n")"#, r#""a\n  b\n""#),
+            (r#"indent(2, "a\nb\n")"#, r#""a\n  b\n  ""#),
             (r#"concat(["a"], [], ["b", "c"])"#, r#"["a","b","c"]"#),
             (r#"contains(["a", "b"], "b")"#, "true"),
             (r#"distinct(["a", "b", "a"])"#, r#"["a","b"]"#),
