@@ -176,7 +176,8 @@ impl SpreadScorer {
             };
             let used = f64::from(b.counts.get(value.as_ref()).copied().unwrap_or(0));
             if b.targets.is_empty() {
-                total += even_boost(&b.counts, value.as_ref()) * share;
+                // Nomad weighs only targeted spreads; the even-spread boost is added as is.
+                total += even_boost(&b.counts, value.as_ref());
                 continue;
             }
             let desired_share = b.targets.get(value.as_ref()).copied().or(b.remainder);
