@@ -149,3 +149,90 @@ pub async fn run(handle: ServerHandle) {
         handle.wait_for_index(applied + 1, Duration::from_secs(1)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::apply;
+    use model::{DriverInfo, Job, Node, NodeStatus, Resources, Task, TaskGroup, TriggeredBy};
+
+    fn state_with(memory_mb: u32) -> (State, Evaluation) {
+        let mut s = State::new();
+        let mut node = Node {
+            id: "n1".into(),
+            name: "n1".into(),
+            datacenter: "dc1".into(),
+            status: NodeStatus::Ready,
+            ..Node::default()
+        };
+        node.node_resources.cpu.cpu_shares = 1000;
+        node.node_resources.memory.memory_mb = 1024;
+        node.drivers.insert(
+            "pot".into(),
+            DriverInfo { detected: true, healthy: true, ..Default::default() },
+        );
+        apply(&mut s, 1, Command::NodeRegister { node: Box::new(node) });
+        let mut job = Job {
+            id: "web".into(),
+            task_groups: vec![TaskGroup {
+                name: "g".into(),
+                count: 2,
+                tasks: vec![Task {
+                    name: "t".into(),
+                    driver: "pot".into(),
+                    resources: Some(Resources {
+                        cpu: 100,
+                        memory_mb: memory_mb,
+                        ..Resources::default()
+                    }),
+                    ..Task::default()
+                }],
+                ..TaskGroup::default()
+            }],
+            ..Job::default()
+        };
+        job.canonicalize();
+        let eval = Evaluation {
+            id: "e1".into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            triggered_by: TriggeredBy::JobRegister,
+            ..Evaluation::default()
+        };
+        apply(
+            &mut s,
+            2,
+            Command::JobRegister { job: Box::new(job), eval: Some(Box::new(eval.clone())) },
+        );
+        (s, eval)
+    }
+
+    #[test]
+    fn a_plan_places_and_completes_its_evaluation() {
+        let (mut s, eval) = state_with(100);
+        let (plan, command) = process(&s, &eval, 1);
+        assert_eq!(plan.placements(), 2);
+        apply(&mut s, 3, command);
+        assert_eq!(s.allocs_by_job("default", "web").len(), 2);
+        let done = s.eval("e1").unwrap();
+        assert_eq!(done.status, EvalStatus::Complete);
+        assert!(done.failed_tg_allocs.is_empty());
+        // Processing the same evaluation again on the new state changes nothing.
+        let (again, _) = process(&s, &eval, 2);
+        assert_eq!(again.placements(), 0);
+        assert!(again.is_no_op());
+    }
+
+    #[test]
+    fn a_group_that_does_not_fit_is_recorded_with_a_blocked_evaluation() {
+        let (mut s, eval) = state_with(4096);
+        let (_, command) = process(&s, &eval, 1);
+        apply(&mut s, 3, command);
+        assert!(s.allocs_by_job("default", "web").is_empty());
+        let done = s.eval("e1").unwrap();
+        assert_eq!(done.status, EvalStatus::Complete);
+        assert_eq!(done.failed_tg_allocs["g"].dimension_exhausted.get("memory"), Some(&1));
+        let blocked = s.eval(&done.blocked_eval).expect("a blocked evaluation is stored");
+        assert_eq!(blocked.status, EvalStatus::Blocked);
+    }
+}

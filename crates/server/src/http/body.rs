@@ -70,6 +70,9 @@ pub fn decode_value<T: DeserializeOwned + Serialize>(
         decoded = serde_json::from_value(value.clone()).map_err(|e| type_error::<T>(e, raw))?;
     }
     let value = decoded;
+    if !unknown.is_empty() {
+        tracing::warn!(fields = ?unknown, "request body has fields orc does not know; ignored");
+    }
     Ok(Decoded { value, unknown })
 }
 
