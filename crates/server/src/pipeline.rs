@@ -180,11 +180,7 @@ mod tests {
                 tasks: vec![Task {
                     name: "t".into(),
                     driver: "pot".into(),
-                    resources: Some(Resources {
-                        cpu: 100,
-                        memory_mb: memory_mb,
-                        ..Resources::default()
-                    }),
+                    resources: Some(Resources { cpu: 100, memory_mb, ..Resources::default() }),
                     ..Task::default()
                 }],
                 ..TaskGroup::default()
