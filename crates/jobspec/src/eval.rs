@@ -8,6 +8,7 @@ use hcl::eval::{Context, Evaluate};
 use hcl::{Map, Value};
 use hcl_edit::expr::{Expression, ObjectKey, TraversalOperator};
 use hcl_edit::template::{Directive, Element, Template};
+use hcl_edit::visit_mut::{visit_expr_mut, visit_for_expr_mut, VisitMut};
 use hcl_edit::Span as _;
 use std::sync::OnceLock;
 
@@ -435,7 +436,13 @@ impl<'s> Evaluator<'s> {
             .hint(format!("runtime values can only appear inside strings, as \"${{{text}}}\"")));
         }
         self.check_declared(expr)?;
-        let converted: hcl::Expression = expr.clone().into();
+        let mut owned = expr.clone();
+        let mut try_can = TryCan { ev: self, in_for: 0, error: None };
+        try_can.visit_expr_mut(&mut owned);
+        if let Some(e) = try_can.error {
+            return Err(e);
+        }
+        let converted: hcl::Expression = owned.into();
         converted.evaluate(self.ctx()).map_err(|e| self.hcl_error(&span, e))
     }
 
@@ -456,6 +463,84 @@ impl<'s> Evaluator<'s> {
             }
             kind => EvalError::new(span.clone(), kind.to_string()),
         }
+    }
+}
+
+/// `try` and `can` must see their arguments unevaluated, which hcl-rs functions never do, so
+/// they are evaluated here first and replaced by their results before hcl-rs runs.
+struct TryCan<'e, 's> {
+    ev: &'e Evaluator<'s>,
+    /// Depth of enclosing `for` expressions, whose variables only exist inside hcl-rs.
+    in_for: usize,
+    error: Option<EvalError>,
+}
+
+impl VisitMut for TryCan<'_, '_> {
+    fn visit_expr_mut(&mut self, expr: &mut Expression) {
+        if self.error.is_some() {
+            return;
+        }
+        let Expression::FuncCall(call) = expr else {
+            visit_expr_mut(self, expr);
+            return;
+        };
+        let name = call.name.name.as_str();
+        if !call.name.namespace.is_empty() || (name != "try" && name != "can") {
+            visit_expr_mut(self, expr);
+            return;
+        }
+        let span = call.span().unwrap_or_default();
+        if self.in_for > 0 {
+            self.error = Some(EvalError::new(
+                span,
+                format!("{name}() cannot be used inside a for expression"),
+            ));
+            return;
+        }
+        let args: Vec<&Expression> = call.args.iter().collect();
+        let value = match (name, args.as_slice()) {
+            ("can", [only]) => Value::Bool(self.ev.eval(only).is_ok()),
+            ("can", _) => {
+                self.error = Some(EvalError::new(span, "can() takes exactly one argument"));
+                return;
+            }
+            (_, []) => {
+                self.error = Some(EvalError::new(span, "try() needs at least one argument"));
+                return;
+            }
+            (_, candidates) => {
+                let mut last = None;
+                let mut found = None;
+                for candidate in candidates {
+                    match self.ev.eval(candidate) {
+                        Ok(v) => {
+                            found = Some(v);
+                            break;
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                match (found, last) {
+                    (Some(v), _) => v,
+                    (None, last) => {
+                        let reason = last.map(|e| e.message).unwrap_or_default();
+                        self.error = Some(EvalError::new(
+                            span,
+                            format!("try(): no argument could be evaluated; the last one failed with: {reason}"),
+                        ));
+                        return;
+                    }
+                }
+            }
+        };
+        let literal: hcl::Expression = value.into();
+        *expr = literal.into();
+    }
+
+    fn visit_for_expr_mut(&mut self, node: &mut hcl_edit::expr::ForExpr) {
+        self.in_for += 1;
+        visit_for_expr_mut(self, node);
+        self.in_for -= 1;
     }
 }
 
@@ -603,7 +688,8 @@ mod tests {
     }
 
     fn eval_str(src: &str) -> String {
-        match eval_with(src, &[("dc", Value::from("eu")), ("n", Value::from(3))]) {
+        let m = Value::Object([("k".to_string(), Value::from("v"))].into_iter().collect());
+        match eval_with(src, &[("dc", Value::from("eu")), ("n", Value::from(3)), ("m", m)]) {
             Ok(v) => funcs::value_to_json(&v).to_string(),
             Err(e) => format!("error: {}", e.message),
         }
@@ -633,6 +719,10 @@ mod tests {
                 r#"{"a.b":3,"c":"${NOMAD_TASK_DIR}/x"}"#,
             ),
             ("var.n > 2 ? \"big\" : \"small\"", r#""big""#),
+            (r#"try(var.m.missing, "fallback")"#, r#""fallback""#),
+            (r#"try(var.m.k, "fallback")"#, r#""v""#),
+            (r#"[can(var.m.k), can(var.m.nope)]"#, "[true,false]"),
+            (r#""${upper(try(var.m.nope, "d"))}""#, r#""D""#),
         ];
         for (src, want) in cases {
             assert_eq!(eval_str(src), *want, "{src}");
@@ -646,6 +736,8 @@ mod tests {
             ("local.nope", "error: undeclared local value local.nope"),
             ("upper(node.class)", "error: `node.class` is only known when the task runs, so it cannot be used in an expression"),
             ("uper(\"x\")", "error: unknown function uper()"),
+            (r#"try(var.m.a, var.m.b)"#, "error: try(): no argument could be evaluated; the last one failed with: no such key: `b`"),
+            (r#"[for s in ["a"] : try(s, "x")]"#, "error: try() cannot be used inside a for expression"),
             (r#""x${[1]}""#, "error: cannot include a list in a string template"),
         ];
         for (src, want) in cases {
