@@ -366,3 +366,33 @@ proptest! {
         prop_assert_eq!(sys_plan.placements(), with_room as u64);
     }
 }
+
+proptest! {
+    /// Two workers schedule different jobs from the same snapshot; the plan applier commits the
+    /// first, then re-checks the second against the newer state and commits only what passes.
+    /// Whatever the interleaving, nothing ends over-committed or double-booked.
+    #[test]
+    fn concurrent_plans_are_made_safe_by_verification(
+        nodes in prop::collection::vec(node_spec(), 1..6),
+        others in prop::collection::vec(job_spec(), 0..2),
+        a in job_spec(),
+        b in job_spec(),
+        seed in any::<u64>(),
+    ) {
+        let mut state = world(&nodes, &others, None, seed);
+        let (ja, jb) = (build_job("a", &a), build_job("b", &b));
+        let mut c = ctx("a");
+        c.seed = seed;
+        let plan_a = schedule(&state, Some(&ja), &c);
+        c.eval.id = "eval-2".into();
+        c.eval.job_id = "b".into();
+        let plan_b = schedule(&state, Some(&jb), &c);
+        apply(&mut state, &plan_a);
+        let verdict = verify_plan(&state, &plan_b);
+        let rejected = verdict.rejected_nodes.len();
+        state.apply_plan(plan_b.clone(), &verdict, NOW);
+        check_no_overcommit(&state)?;
+        // A rejection only happens where the second plan places something.
+        prop_assert!(rejected <= plan_b.node_allocation.len());
+    }
+}
