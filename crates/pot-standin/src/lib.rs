@@ -213,3 +213,43 @@ fn dispatch(ctx: &mut Ctx, args: &[String]) -> i32 {
     }
     cmd::run(ctx, cmd, rest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_in(config: &Config, args: &[&str]) -> (i32, String, String) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run_with(config.clone(), &args, &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    }
+
+    #[test]
+    fn runs_in_process_with_an_explicit_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::under(dir.path());
+        // No POT_FS_ROOT yet: pot-cmd's check writes to stderr.
+        let (code, out, err) = run_in(&config, &["ls", "-q"]);
+        assert_eq!((code, out.as_str()), (1, ""));
+        assert!(
+            err.starts_with("###>  ") && err.contains("does not exist, please run 'pot init'"),
+            "{err}"
+        );
+        std::fs::create_dir_all(dir.path().join("pot/jails")).unwrap();
+        assert_eq!(
+            run_in(&config, &["ls"]),
+            (0, "No pot created yet...\n".to_string(), String::new())
+        );
+        assert_eq!(run_in(&config, &["ps", "-q"]), (0, String::new(), String::new()));
+        let (code, out, _) = run_in(&config, &["bogus"]);
+        assert_eq!(code, 1);
+        assert!(out.starts_with("Usage: pot command [options]"));
+        let (code, out, _) = run_in(&config, &["set-env", "-p", "x", "-E", "A"]);
+        assert_eq!(code, 1);
+        assert!(
+            out.starts_with("###>  A not in a valid form\n###>  VARIABLE=value is accetped\n"),
+            "{out}"
+        );
+    }
+}

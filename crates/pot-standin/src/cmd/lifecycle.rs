@@ -364,9 +364,17 @@ fn stop_main(ctx: &mut Ctx, name: &str, conf: &PotConf) -> bool {
         terminate_group(pid, stop_timeout(conf));
     }
     // With its `pot start` alive, the PID file goes right after the exit is recorded. If that `pot start`
-    // is gone (killed), nobody will remove it: give up waiting once the process itself has gone.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // is gone (killed), nobody will remove it, and the orphaned main process has been reaped by init:
+    // then a short grace period is enough.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut gone_since: Option<Instant> = None;
     while pid_file.exists() && Instant::now() < deadline {
+        if !state::process_exists(pid) {
+            let since = *gone_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_millis(500) {
+                break;
+            }
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = std::fs::remove_file(&pid_file);

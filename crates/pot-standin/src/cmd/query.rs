@@ -263,7 +263,7 @@ pub fn last_run_stats(ctx: &mut Ctx, args: &[String]) -> i32 {
 }
 
 /// `pot get-rss [-hv] -p pot [-J]`. pot reads `rctl -u jail:NAME`; the stand-in reads the main process
-/// from `/proc` on Linux (and `ps` elsewhere). Swap is reported as 0.
+/// from `/proc` (Linux only; elsewhere it fails like pot without racct). Swap is reported as 0.
 pub fn get_rss(ctx: &mut Ctx, args: &[String]) -> i32 {
     let opts = match parse(ctx, "get-rss", "hvp:J", args) {
         Parsed::Args(o, _) => o,

@@ -144,6 +144,19 @@ impl Env {
         }
     }
 
+    /// Waits for background start `idx` to exit without reading its pipes (which an orphaned pot process
+    /// may still hold open) and returns its exit code (-1 if killed by a signal).
+    pub fn wait_exit(&mut self, idx: usize, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.starts[idx].try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "pot start did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls until the pot's status file says `state` (the last line).
     pub fn wait_status(&self, name: &str, state: &str) {
         let f = self.tmp().join(format!("pot_status_{name}"));

@@ -248,3 +248,90 @@ fn the_status_machine_refuses_a_second_start_while_starting() {
         .line(&format!("###>  pot {name} is not in a state where it can start"));
     env.pot(&["stop", &name]).code(1).line(&format!("###>  pot {name} is already stopping!"));
 }
+
+#[test]
+fn signal_by_pattern_and_by_pid() {
+    let mut env = Env::new();
+    let name = env.prepared("pat", "a1", "sleeper", &[]);
+    let idx = env.start_bg(&name);
+    env.wait_status(&name, "started");
+    let main = read(&env.tmp().join(format!("pot_main_pid_{name}"))).trim().to_string();
+    // A PID outside the pot is refused, as `pkill -j` would find nothing.
+    let me = std::process::id().to_string();
+    env.pot(&["signal", "-s", "SIGUSR1", "-P", &me, "-p", &name])
+        .code(1)
+        .line("###>  Sending signal failed");
+    env.pot(&["signal", "-s", "SIGUSR1", "-P", &me, "-p", &name, "-f"])
+        .code(0)
+        .line("===>  Sending signal failed");
+    // Dry run (-C) names the target without signalling it.
+    env.pot(&["signal", "-C", "-s", "KILL", "-P", &main, "-p", &name]).code(0).line(&main);
+    env.pot(&["info", "-p", &name, "-r"]).code(0);
+    // copy-in on a running pot needs -F.
+    let f = env.dir.path().join("f");
+    std::fs::write(&f, "x").unwrap();
+    env.pot(&["copy-in", "-p", &name, "-s", f.to_str().unwrap(), "-d", "/tmp/f"])
+        .code(1)
+        .line("###>  Copying files on a running pot is discouraged, it can partially expose the host file system to the jail");
+    env.pot(&["copy-in", "-F", "-p", &name, "-s", f.to_str().unwrap(), "-d", "/tmp/f"]).code(0);
+    // By pattern, like `pkill -j NAME sleep`.
+    env.pot(&["signal", "-s", "TERM", "-m", "sleep", "-p", &name])
+        .code(0)
+        .line(&format!("===>  Sending TERM by pattern to pot {name}"));
+    env.wait_start(idx, LONG).code(125);
+    env.pot(&["last-run-stats", "-p", &name]).line("{ \"ExitCode\": 143 }");
+}
+
+#[test]
+fn a_pot_whose_pot_start_was_killed_can_still_be_destroyed() {
+    let mut env = Env::new();
+    let name = env.prepared("orphan", "a1", "sleeper", &[]);
+    let idx = env.start_bg(&name);
+    env.wait_status(&name, "started");
+    let pid: i32 = read(&env.tmp().join(format!("pot_main_pid_{name}"))).trim().parse().unwrap();
+    let start_pid = env.start_pid(idx).to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &start_pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(env.wait_exit(idx, LONG), -1);
+    // The main process lives on in its own process group, so the pot still runs.
+    env.pot(&["info", "-p", &name, "-r"]).code(0);
+    env.pot(&["destroy", "-F", "-p", &name]).code(0);
+    assert!(!env.jail(&name).exists());
+    wait_until(LONG, || !std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn concurrent_prepares_are_serialized_by_the_global_lock() {
+    let env = Env::new();
+    env.image("app", "1.0", crate::harness::APP_FILES);
+    let url = env.registry_url();
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let alloc = format!("c{i}");
+            env.command(&[
+                "prepare", "-U", &url, "-p", "app", "-t", "1.0", "-a", &alloc, "-n", "par",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let mut ips: Vec<String> = (0..4)
+        .map(|i| {
+            env.pot_conf(&format!("par_c{i}"))
+                .lines()
+                .find(|l| l.starts_with("ip="))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 4, "every pot got its own IP: {ips:?}");
+}
