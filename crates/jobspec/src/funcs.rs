@@ -103,12 +103,16 @@ fn defs(allow_fs: bool) -> Vec<(&'static str, FuncDef)> {
         defs.push(("fileexists", fixed(vec![S], fileexists)));
         defs.push(("basename", fixed(vec![S], basename)));
         defs.push(("dirname", fixed(vec![S], dirname)));
+        defs.push(("filebase64", fixed(vec![S], filebase64)));
+        defs.push(("abspath", fixed(vec![S], abspath)));
+        defs.push(("pathexpand", fixed(vec![S], pathexpand)));
     }
     defs
 }
 
 /// Filesystem functions, available only with `allow_fs`.
-pub(crate) const FS_NAMES: &[&str] = &["basename", "dirname", "file", "fileexists"];
+pub(crate) const FS_NAMES: &[&str] =
+    &["abspath", "basename", "dirname", "file", "filebase64", "fileexists", "pathexpand"];
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
@@ -844,6 +848,29 @@ fn file(a: FuncArgs) -> R {
     std::fs::read_to_string(s(&a[0]))
         .map(Value::from)
         .map_err(|e| format!("cannot read {:?}: {e}", s(&a[0])))
+}
+
+fn filebase64(a: FuncArgs) -> R {
+    std::fs::read(s(&a[0]))
+        .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes).into())
+        .map_err(|e| format!("cannot read {:?}: {e}", s(&a[0])))
+}
+
+fn abspath(a: FuncArgs) -> R {
+    std::path::absolute(s(&a[0]))
+        .map(|p| p.to_string_lossy().into_owned().into())
+        .map_err(|e| format!("cannot make {:?} absolute: {e}", s(&a[0])))
+}
+
+/// `~` or `~/...` becomes the home directory, as Terraform's pathexpand does.
+fn pathexpand(a: FuncArgs) -> R {
+    let path = s(&a[0]);
+    let rest = match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => return Ok(path.into()),
+    };
+    let home = std::env::var("HOME").map_err(|_| "HOME is not set".to_string())?;
+    Ok(format!("{home}{rest}").into())
 }
 
 fn fileexists(a: FuncArgs) -> R {

@@ -2341,6 +2341,39 @@ job "x" {
     }
 
     #[test]
+    fn filesystem_functions_need_allow_fs() {
+        let data = write_temp("motd.txt", "hello\n");
+        let src = format!(
+            r#"
+job "fs" {{
+  group "g" {{
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/echo"
+        args    = [chomp(file("{path}")), basename("{path}"), filebase64("{path}")]
+      }}
+    }}
+  }}
+}}
+"#,
+            path = data.display()
+        );
+        let allowed = ParseOptions { allow_fs: true, ..ParseOptions::default() };
+        let job = parse_str("fs.nomad", &src, &allowed).unwrap();
+        assert_eq!(
+            job.task_groups[0].tasks[0].config["args"],
+            serde_json::json!(["hello", "motd.txt", "aGVsbG8K"])
+        );
+        let err = parse_str("fs.nomad", &src, &ParseOptions::default()).unwrap_err();
+        assert_eq!(err.0[0].message, "unknown function file()");
+        assert_eq!(
+            err.0[0].hint.as_deref(),
+            Some("filesystem functions are only available when filesystem access is allowed")
+        );
+    }
+
+    #[test]
     fn locals_cycles_and_var_in_defaults_are_errors() {
         check_err(
             r#"
