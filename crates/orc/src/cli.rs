@@ -5,7 +5,7 @@
 //! failed; `plan` exits 0 (no changes), 1 (allocations would change) or 255 (error).
 
 use crate::conn::ReadArgs;
-use crate::{alloc_cmd, flags, fmt_cmd, job_cmd, job_remote, node_cmd, operator_cmd};
+use crate::{alloc_cmd, flags, fmt_cmd, job_cmd, job_remote, node_cmd, operator_cmd, server_cmd};
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -45,6 +45,8 @@ pub enum Command {
     /// Cluster operations.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Run a server (with -dev: one in-memory server on 127.0.0.1) with its HTTP API.
+    Agent(server_cmd::AgentArgs),
     /// Print a shell completion script: orc completion bash|zsh|fish|elvish|powershell.
     Completion {
         #[arg(value_enum)]
@@ -192,6 +194,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Operator(OperatorCommand::Raft(RaftCommand::ListPeers(a))) => {
             operator_cmd::list_peers(&a)
         }
+        Command::Agent(a) => server_cmd::run_agent(&a).map(|()| 0),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

@@ -14,3 +14,4 @@ mod monitor;
 mod node_cmd;
 mod operator_cmd;
 mod output;
+mod server_cmd;

@@ -3,7 +3,8 @@
 //!
 //! It owns only the mapping from files and flags to settings (flags override files; later files
 //! override earlier ones, block by block as Nomad merges). Everything a server does lives in the
-//! `server` crate. The client half of the agent and the HTTP API are not started here.
+//! `server` crate; this module starts its HTTP API and scheduling pipeline beside it. The client
+//! half of the agent is not started here.
 
 use anyhow::Context;
 use clap::Args;
@@ -148,11 +149,38 @@ pub fn run_agent(args: &AgentArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        server::server::run_until(config, shutdown_signal()).await.context("running the server")
-    })?;
+    runtime.block_on(serve(config))?;
     // Give background tasks a moment to log their exit before the runtime is torn down.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// Runs the server with its HTTP API on `ports.http` and the scheduling pipeline until SIGINT or
+/// SIGTERM. Both listeners are bound before the server starts, so a taken port fails at once.
+async fn serve(config: server::Config) -> anyhow::Result<()> {
+    let http_addr = format!("{}:{}", config.bind_addr, config.ports.http);
+    let http = tokio::net::TcpListener::bind(&http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP API to {http_addr}"))?;
+    let seams = server::Seams::tcp(&config).await.with_context(|| {
+        format!("binding the RPC listener to {}:{}", config.bind_addr, config.ports.rpc)
+    })?;
+    let http_config = server::http::HttpConfig::from_server(&config);
+    let handle = server::Server::start(config, seams).await.context("starting the server")?;
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(server::http::serve(http, handle.clone(), http_config, async {
+        let _ = stopped.await;
+    }));
+    let pipeline = tokio::spawn(server::pipeline::run(handle.clone()));
+    tracing::info!(addr = %http_addr, "HTTP API listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_http.send(());
+    pipeline.abort();
+    if let Ok(Err(e)) = api.await {
+        tracing::warn!(error = %e, "HTTP API stopped with an error");
+    }
+    handle.shutdown().await;
     Ok(())
 }
 

@@ -356,3 +356,49 @@ fn no_server_says_which_address_was_tried() {
     let out = orc_in(&repo(), &["completion", "bash"], &[]);
     assert!(out.status.success() && stdout(&out).contains("_orc()"), "{}", stderr(&out));
 }
+
+/// A real `orc agent -dev` process serves the API: the CLI submits to it and reads back, and it
+/// stops on SIGTERM. (No agent places work yet, so nothing is placed: no nodes.)
+#[test]
+fn orc_agent_dev_serves_the_api_in_a_real_process() {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (http, rpc) = (free(), free());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.hcl");
+    std::fs::write(
+        &config,
+        format!("name = \"dev1\"\nports {{\n  http = {http}\n  rpc  = {rpc}\n}}\n"),
+    )
+    .unwrap();
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_orc"))
+        .args(["agent", "-dev", "-config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = format!("http://127.0.0.1:{http}");
+    let env = [("ORC_ADDR", addr.as_str())];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = orc_in(&repo(), &["operator", "raft", "list-peers"], &env);
+        if out.status.success() && stdout(&out).contains("leader") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader: {}", stderr(&out));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = orc_in(&repo(), &["run", "-detach", "examples/nginx.job"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("Job registration successful\n"), "{}", stdout(&out));
+    let out = orc_in(&repo(), &["job", "status"], &env);
+    assert!(stdout(&out).contains("nginx-minipot  service  50        pending"), "{}", stdout(&out));
+    let out = orc_in(&repo(), &["node", "status"], &env);
+    assert_eq!(stdout(&out), "No nodes registered\n");
+    let members = orc_in(&repo(), &["server", "members"], &env);
+    assert!(stdout(&members).contains("dev1.global"), "{}", stdout(&members));
+
+    let kill = std::process::Command::new("kill").args(["-TERM", &agent.id().to_string()]).status();
+    assert!(kill.unwrap().success());
+    let status = agent.wait().unwrap();
+    assert!(status.success(), "the agent exits cleanly on SIGTERM: {status:?}");
+}
