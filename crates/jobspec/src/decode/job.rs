@@ -52,8 +52,13 @@ pub(crate) fn job(cx: &mut Cx, b: &Blk) -> Job {
     if let Some(a) = f.attr("name") {
         job.name = cx.string(a).unwrap_or_default();
     }
-    if job.id.is_empty() {
-        cx.error(&b.ident_span, "the job has no ID");
+    // A missing label was reported by `label`; an empty one is reported here.
+    if job.id.is_empty() && b.labels.len() == 1 {
+        cx.error_hint(
+            &b.labels[0].1,
+            "the job ID must not be empty",
+            "write `job \"name\" { ... }`",
+        );
     } else if job.id.contains(' ') || job.id.contains('\0') {
         let span = b.labels.first().map_or(b.ident_span.clone(), |l| l.1.clone());
         cx.error_hint(
