@@ -204,6 +204,42 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
+/// The seed job's image name and tag (`examples/nginx.job`).
+pub const NGINX_IMAGE: (&str, &str) = ("nginx-nomad-amd64-13_1", "1.1.13");
+
+/// A fake `nginx` for test images: a `#!/bin/sh` script that serves HTTP with the host's python3 on
+/// `$_POT_IP:${NGINX_PORT:-80}`, answers 200 with `hello from $_POT_NAME`, logs one `request GET /…`
+/// line per request to stdout, and ignores nginx's own arguments (`-g 'daemon off;'`). Binding port 80
+/// needs root on Linux; tests that run unprivileged set `NGINX_PORT` through `pot set-env`.
+pub const FAKE_NGINX: &str = r#"#!/bin/sh
+# Stand-in for nginx in pot-standin test images; the arguments nginx would take are ignored.
+exec python3 -u -c '
+import http.server, os, sys
+name = os.environ.get("_POT_NAME", "")
+addr = (os.environ.get("_POT_IP", ""), int(os.environ.get("NGINX_PORT", "80")))
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("hello from " + name + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, fmt, *args):
+        sys.stdout.write("request " + self.command + " " + self.path + "\n")
+http.server.HTTPServer(addr, Handler).serve_forever()
+'
+"#;
+
+/// Builds the seed-shaped test image `nginx-nomad-amd64-13_1` tag `1.1.13` into `out_dir` (a `file://`
+/// registry), with `usr/local/sbin/nginx` = `FAKE_NGINX`. `work_dir` holds the jail root it is made from.
+pub fn build_nginx_test_image(work_dir: &Path, out_dir: &Path) -> io::Result<()> {
+    let root = work_dir.join("nginx-image-root");
+    write_file(&root.join("usr/local/sbin/nginx"), FAKE_NGINX.as_bytes(), 0o755)?;
+    write_file(&root.join("etc/hosts"), b"127.0.0.1 localhost\n", 0o644)?;
+    std::fs::create_dir_all(root.join("tmp"))?;
+    build_image(&root, out_dir, NGINX_IMAGE.0, NGINX_IMAGE.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,35 +1,15 @@
 //! The seed's nginx job, end to end on Linux: an `nginx-nomad-amd64-13_1` tag `1.1.13` image whose
-//! `nginx` is a tiny python3 HTTP server, prepared and started with exactly the argv nomad-pot-driver
+//! `nginx` is a tiny python3 HTTP server
+//! (`pot_standin::image::FAKE_NGINX`), prepared and started with exactly the argv nomad-pot-driver
 //! builds, answering HTTP on its Nomad host port, two instances side by side, stopped by `signal` and by
-//! `destroy -F`. It also documents the image recipe that orc's agent tests can reuse.
+//! `destroy -F`.
 
 use std::time::Duration;
 
 use crate::harness::{free_port, http_get, is_root, python3, read, wait_until, Env};
 
-/// The fake nginx: serves on `$_POT_IP:${NGINX_PORT:-80}`, answers 200 with a body naming `$_POT_NAME`,
-/// logs one line per request to stdout, and ignores nginx's own arguments (`-g 'daemon off;'`).
-pub const FAKE_NGINX: &str = r#"#!/bin/sh
-# Stand-in for nginx in pot-standin tests; the arguments nginx would take are ignored.
-exec python3 -u -c '
-import http.server, os, sys
-name = os.environ.get("_POT_NAME", "")
-addr = (os.environ.get("_POT_IP", ""), int(os.environ.get("NGINX_PORT", "80")))
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("hello from " + name + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, fmt, *args):
-        sys.stdout.write("request " + self.command + " " + self.path + "\n")
-http.server.HTTPServer(addr, Handler).serve_forever()
-'
-"#;
-
-const IMAGE_POT: &str = "nginx-nomad-amd64-13_1";
-const IMAGE_TAG: &str = "1.1.13";
+const IMAGE_POT: &str = pot_standin::image::NGINX_IMAGE.0;
+const IMAGE_TAG: &str = pot_standin::image::NGINX_IMAGE.1;
 
 /// One allocation of the seed job, created with the driver's command sequence (pot-contract §0, steps
 /// 3, 6, 7, 10, 12). Returns the pot name and its host port.
@@ -119,14 +99,7 @@ fn the_seed_nginx_job_serves_http_on_its_host_port() {
         free_port()
     };
     let mut env = Env::new();
-    env.image(
-        IMAGE_POT,
-        IMAGE_TAG,
-        &[
-            ("usr/local/sbin/nginx", FAKE_NGINX, 0o755),
-            ("etc/hosts", "127.0.0.1 localhost\n", 0o644),
-        ],
-    );
+    pot_standin::image::build_nginx_test_image(env.dir.path(), &env.registry()).unwrap();
 
     let (first, first_port) =
         create_alloc(&env, "cb34cd8f-388d-7a38-e3fe-e01b62c93aa2", "81ded15e", pot_port);
