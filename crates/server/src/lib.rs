@@ -8,6 +8,7 @@ pub mod codec;
 pub mod config;
 pub mod heartbeat;
 pub mod http;
+pub mod node_endpoint;
 pub mod pipeline;
 pub mod raft;
 pub mod rpc;

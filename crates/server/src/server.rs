@@ -530,6 +530,9 @@ impl rpc::Handler for Handler {
         if method.starts_with("raft.") {
             return inner.raft.handle_rpc(&method, body);
         }
+        if method.starts_with("node.") {
+            return crate::node_endpoint::handle(ServerHandle { inner }, method, body);
+        }
         Box::pin(async move {
             match method.as_str() {
                 HELLO => {

@@ -1,0 +1,319 @@
+//! The client-agent RPCs every server answers: node register, heartbeat, the blocking watch of a
+//! node's allocations, and batched allocation status updates; plus the caller side agents use.
+//!
+//! These ride the same gRPC service as server-to-server traffic (method names `node.*`), with
+//! JSON bodies through `codec`. Writes and heartbeats are forwarded to the leader by
+//! `ServerHandle`; the allocation watch is a blocking query answered from the server's own
+//! (possibly stale) state, as Nomad's `Node.GetClientAllocs` is. This module does not schedule
+//! and does not know what the agent does with its allocations.
+
+use crate::codec;
+use crate::rpc::{self, RpcError};
+use crate::server::{Consistency, Error, ServerHandle};
+use crate::state::{AllocClientUpdate, Command, Table};
+use crate::transport::Connector;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use model::{Allocation, EvalStatus, Evaluation, Job, Node, TriggeredBy};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Method names, all under the `node.` prefix the server routes here.
+pub const REGISTER: &str = "node.Register";
+pub const HEARTBEAT: &str = "node.Heartbeat";
+pub const ALLOCS: &str = "node.Allocs";
+pub const UPDATE_ALLOCS: &str = "node.UpdateAllocs";
+
+/// `node.Register` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub node: Node,
+}
+
+/// Reply to a register or heartbeat: when the next heartbeat is due.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TtlReply {
+    pub ttl_ms: u64,
+}
+
+/// `node.Heartbeat` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub node_id: String,
+}
+
+/// `node.Allocs`: a blocking query for the allocations placed on a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllocsRequest {
+    pub node_id: String,
+    /// Answer once the allocation table's index exceeds this (0 answers at once).
+    pub min_index: u64,
+    /// How long to hold the query when nothing changed.
+    pub wait_ms: u64,
+}
+
+/// The node's allocations with the job version each one runs.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct AllocsReply {
+    pub index: u64,
+    pub allocs: Vec<Allocation>,
+    /// Keyed by `"<namespace>/<job id>@<version>"`, see [`job_key`].
+    pub jobs: BTreeMap<String, Job>,
+}
+
+/// The key of the job version an allocation runs, in [`AllocsReply::jobs`].
+pub fn job_key(alloc: &Allocation) -> String {
+    format!("{}/{}@{}", alloc.namespace, alloc.job_id, alloc.job_version)
+}
+
+/// `node.UpdateAllocs`: what the agent observed, batched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateAllocsRequest {
+    pub updates: Vec<AllocClientUpdate>,
+}
+
+/// Reply to an update: the index it was committed at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexReply {
+    pub index: u64,
+}
+
+/// Serves one `node.*` call on `server`.
+pub fn handle(
+    server: ServerHandle,
+    method: String,
+    body: Bytes,
+) -> BoxFuture<'static, Result<Bytes, String>> {
+    Box::pin(async move {
+        let reply = match method.as_str() {
+            REGISTER => {
+                let req: RegisterRequest = decode(&body)?;
+                let ttl = server.register_node(req.node).await.map_err(|e| e.to_string())?;
+                encode(&TtlReply { ttl_ms: ttl.as_millis() as u64 })
+            }
+            HEARTBEAT => {
+                let req: HeartbeatRequest = decode(&body)?;
+                let ttl = server.heartbeat(&req.node_id).await.map_err(|e| e.to_string())?;
+                encode(&TtlReply { ttl_ms: ttl.as_millis() as u64 })
+            }
+            ALLOCS => {
+                let req: AllocsRequest = decode(&body)?;
+                encode(&node_allocs(&server, &req).await.map_err(|e| e.to_string())?)
+            }
+            UPDATE_ALLOCS => {
+                let req: UpdateAllocsRequest = decode(&body)?;
+                let index = update_allocs(&server, req.updates).await.map_err(|e| e.to_string())?;
+                encode(&IndexReply { index })
+            }
+            other => return Err(format!("unknown method {other}")),
+        };
+        Ok(reply)
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    codec::decode(body).map_err(|e| e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(codec::encode(value))
+}
+
+/// Answers when the allocation table moved past `min_index`, or after `wait_ms` with what is
+/// there. Reads are stale: any server answers, and the agent only needs eventual delivery.
+async fn node_allocs(server: &ServerHandle, req: &AllocsRequest) -> Result<AllocsReply, Error> {
+    let deadline = Instant::now() + Duration::from_millis(req.wait_ms.min(300_000));
+    loop {
+        let index = server.read(Consistency::Stale, |s| s.table_index(Table::Allocs)).await?;
+        let now = Instant::now();
+        if index > req.min_index || req.min_index == 0 || now >= deadline {
+            return server
+                .read(Consistency::Stale, |s| {
+                    let mut reply =
+                        AllocsReply { index: s.table_index(Table::Allocs), ..Default::default() };
+                    for alloc in s.allocs_by_node(&req.node_id) {
+                        let key = job_key(alloc);
+                        if !reply.jobs.contains_key(&key) {
+                            let job = s
+                                .job_versions(&alloc.namespace, &alloc.job_id)
+                                .into_iter()
+                                .find(|j| j.version == alloc.job_version)
+                                .or_else(|| s.job(&alloc.namespace, &alloc.job_id));
+                            if let Some(job) = job {
+                                reply.jobs.insert(key, job.clone());
+                            }
+                        }
+                        reply.allocs.push(alloc.clone());
+                    }
+                    reply
+                })
+                .await;
+        }
+        let applied = server.applied_index();
+        server.wait_for_index(applied + 1, deadline - now).await;
+    }
+}
+
+/// Commits the agent's reports. An allocation that turned `failed` gets an `alloc-failure`
+/// evaluation for its job, which is how the scheduler learns to reschedule it.
+async fn update_allocs(
+    server: &ServerHandle,
+    updates: Vec<AllocClientUpdate>,
+) -> Result<u64, Error> {
+    let evals = server
+        .read(Consistency::Stale, |s| {
+            let mut evals: BTreeMap<(String, String), Evaluation> = BTreeMap::new();
+            for u in &updates {
+                if u.client_status != model::ClientStatus::Failed {
+                    continue;
+                }
+                let Some(alloc) = s.alloc(&u.alloc_id) else { continue };
+                // Reported failed twice (a retried batch) must not reschedule twice.
+                if alloc.client_status == model::ClientStatus::Failed {
+                    continue;
+                }
+                let job = s.job(&alloc.namespace, &alloc.job_id);
+                let key = (alloc.namespace.clone(), alloc.job_id.clone());
+                evals.entry(key).or_insert_with(|| Evaluation {
+                    id: new_eval_id(&u.alloc_id, u.modify_time),
+                    namespace: alloc.namespace.clone(),
+                    priority: job.map_or(50, |j| j.priority),
+                    job_type: job.map(|j| j.job_type).unwrap_or_default(),
+                    triggered_by: TriggeredBy::AllocFailure,
+                    job_id: alloc.job_id.clone(),
+                    status: EvalStatus::Pending,
+                    create_time: u.modify_time,
+                    modify_time: u.modify_time,
+                    ..Evaluation::default()
+                });
+            }
+            evals.into_values().collect::<Vec<_>>()
+        })
+        .await?;
+    let written = server.write(Command::AllocClientUpdate { updates, evals }).await?;
+    Ok(written.index)
+}
+
+/// A UUID-shaped evaluation ID derived from the failed allocation and the report's time.
+fn new_eval_id(alloc_id: &str, time: i64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(alloc_id.as_bytes());
+    h.write_i64(time);
+    let a = h.finish();
+    h.write_u8(1);
+    let b = h.finish();
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Why an agent's call to the servers failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeRpcError {
+    /// No server answered; the agent keeps retrying with backoff.
+    #[error("no server reachable: {0}")]
+    Unreachable(String),
+    /// A server answered with an error.
+    #[error("server refused: {0}")]
+    Remote(String),
+}
+
+/// The agent's side: calls `node.*` on the configured servers, moving to the next server when
+/// one is unreachable. Any server answers every call (writes are forwarded to the leader).
+pub struct NodeClient {
+    client: rpc::Client,
+    servers: Vec<String>,
+    /// Index into `servers` of the one that answered last.
+    current: Mutex<usize>,
+}
+
+impl NodeClient {
+    /// A client for the servers at `servers` (`host:port` of their RPC listeners).
+    pub fn new(servers: Vec<String>, connector: Arc<dyn Connector>) -> Self {
+        NodeClient { client: rpc::Client::new(connector), servers, current: Mutex::new(0) }
+    }
+
+    async fn call<Req: Serialize, Rep: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Rep, NodeRpcError> {
+        if self.servers.is_empty() {
+            return Err(NodeRpcError::Unreachable("no servers configured".into()));
+        }
+        let body = encode(req);
+        let start = *self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = String::new();
+        for step in 0..self.servers.len() {
+            let i = (start + step) % self.servers.len();
+            let addr = &self.servers[i];
+            match self.client.call(addr, method, body.clone(), timeout).await {
+                Ok(bytes) => {
+                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = i;
+                    return codec::decode(&bytes).map_err(|e| NodeRpcError::Remote(e.to_string()));
+                }
+                Err(RpcError::Remote { message, .. }) => {
+                    // "no leader" and "no quorum" are worth another server's try; anything
+                    // else is the answer.
+                    if message.contains("no cluster leader") || message.contains("no quorum") {
+                        last = message;
+                        continue;
+                    }
+                    return Err(NodeRpcError::Remote(message));
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(NodeRpcError::Unreachable(last))
+    }
+
+    /// Registers the node; returns the heartbeat TTL.
+    pub async fn register(&self, node: &Node) -> Result<Duration, NodeRpcError> {
+        let reply: TtlReply = self
+            .call(REGISTER, &RegisterRequest { node: node.clone() }, Duration::from_secs(10))
+            .await?;
+        Ok(Duration::from_millis(reply.ttl_ms))
+    }
+
+    /// Heartbeats; returns the next TTL.
+    pub async fn heartbeat(&self, node_id: &str) -> Result<Duration, NodeRpcError> {
+        let req = HeartbeatRequest { node_id: node_id.to_owned() };
+        let reply: TtlReply = self.call(HEARTBEAT, &req, Duration::from_secs(10)).await?;
+        Ok(Duration::from_millis(reply.ttl_ms))
+    }
+
+    /// Waits up to `wait` for the node's allocations to change past `min_index`.
+    pub async fn allocs(
+        &self,
+        node_id: &str,
+        min_index: u64,
+        wait: Duration,
+    ) -> Result<AllocsReply, NodeRpcError> {
+        let req = AllocsRequest {
+            node_id: node_id.to_owned(),
+            min_index,
+            wait_ms: wait.as_millis() as u64,
+        };
+        self.call(ALLOCS, &req, wait + Duration::from_secs(10)).await
+    }
+
+    /// Commits a batch of allocation reports.
+    pub async fn update_allocs(
+        &self,
+        updates: Vec<AllocClientUpdate>,
+    ) -> Result<u64, NodeRpcError> {
+        let reply: IndexReply = self
+            .call(UPDATE_ALLOCS, &UpdateAllocsRequest { updates }, Duration::from_secs(10))
+            .await?;
+        Ok(reply.index)
+    }
+}
