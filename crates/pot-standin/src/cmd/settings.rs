@@ -135,15 +135,7 @@ pub fn set_attribute(ctx: &mut Ctx, args: &[String]) -> i32 {
     };
     let name = last(&opts, 'p').unwrap_or_default();
     let attr = last(&opts, 'A').unwrap_or_default();
-    let Some(value) = last(&opts, 'V') else {
-        if name.is_empty() {
-            return fail(ctx, "set-attribute", "A pot name is mandatory");
-        }
-        if attr.is_empty() {
-            return fail(ctx, "set-attribute", "Option -A is mandatory");
-        }
-        return fail(ctx, "set-attribute", "Option -V is mandatory");
-    };
+    let value = last(&opts, 'V').unwrap_or_default();
     if name.is_empty() {
         return fail(ctx, "set-attribute", "A pot name is mandatory");
     }
@@ -170,21 +162,17 @@ pub fn set_attribute(ctx: &mut Ctx, args: &[String]) -> i32 {
             return 1;
         }
         if state::is_running(&ctx.config, &name) {
-            // pot prints this and then runs an empty command, which succeeds.
+            // pot prints this and then runs its unset `$_cmd`, i.e. the pot name as a command, which fails.
             ctx.error(format!("pot {name} is still running"));
-            return 0;
+            return 1;
         }
     }
     let stored = match ty {
         AttrType::Bool => match normalize_bool(&value) {
             Some(v) => v.to_string(),
-            None => {
-                return fail(
-                    ctx,
-                    "set-attribute",
-                    format!("value {value} is not a valid boolean value"),
-                )
-            }
+            // pot assigns the failed `$(_normalize_true_false …)` to `_value` before printing it, so the
+            // message never shows the value.
+            None => return fail(ctx, "set-attribute", "value  is not a valid boolean value"),
         },
         AttrType::Uint => {
             if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {

@@ -178,7 +178,7 @@ fn mutators_reject_what_pot_rejects() {
         .line("###>  bogus is not a valid attribute");
     env.pot(&["set-attr", "-p", n, "-A", "persistent", "-V", "maybe"])
         .code(1)
-        .line("###>  value maybe is not a valid boolean value");
+        .line("###>  value  is not a valid boolean value");
     env.pot(&["set-attr", "-p", n, "-A", "stop_timeout", "-V", "-1"])
         .code(1)
         .line("###>  value -1 is not a valid uint value");
