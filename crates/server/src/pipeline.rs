@@ -6,7 +6,8 @@
 //! It runs one evaluation at a time on the leader, which is what makes re-checking against the
 //! same snapshot sufficient: no other plan can commit in between. It does not yet do what
 //! Nomad's broker adds for throughput and fairness (parallel workers, per-job serialisation
-//! across workers, nack timeouts), nor unblock `blocked` evaluations when capacity appears.
+//! across workers, nack timeouts). Blocked evaluations are retried when the nodes change, not
+//! when allocations free capacity.
 
 use crate::server::{Consistency, ServerHandle};
 use crate::state::{AllocStop, Command, PlanResults, State};
@@ -115,6 +116,23 @@ fn results(plan: &Plan, verdict: &PlanVerdict, eval: &Evaluation, now: i64) -> P
     PlanResults { eval_id: eval.id.clone(), allocs, stops, evals }
 }
 
+/// Blocked evaluations to retry: those blocked before the last change to the nodes table (a node
+/// joined, came back, or became eligible, so capacity may exist now). They go back to pending, as
+/// Nomad's blocked-evals tracker unblocks them on node updates.
+pub fn unblock(state: &State) -> Vec<Evaluation> {
+    let nodes_changed = state.table_index(crate::state::Table::Nodes);
+    state
+        .evals()
+        .filter(|e| e.status == EvalStatus::Blocked && e.modify_index < nodes_changed)
+        .map(|e| {
+            let mut e = e.clone();
+            e.status = EvalStatus::Pending;
+            e.status_description = "unblocked: node capacity changed".into();
+            e
+        })
+        .collect()
+}
+
 /// Runs the loop until the server stops: on the leader, processes pending evaluations in
 /// priority then creation order; elsewhere, waits.
 pub async fn run(handle: ServerHandle) {
@@ -133,6 +151,13 @@ pub async fn run(handle: ServerHandle) {
                         })
                 })
                 .await;
+            let next = match next {
+                Ok(None) => handle
+                    .read(Consistency::Stale, unblock)
+                    .await
+                    .map(|evals| (!evals.is_empty()).then_some(Command::EvalUpsert { evals })),
+                other => other,
+            };
             match next {
                 Ok(Some(command)) => {
                     if let Err(e) = handle.write(command).await {
@@ -228,7 +253,21 @@ mod tests {
         let done = s.eval("e1").unwrap();
         assert_eq!(done.status, EvalStatus::Complete);
         assert_eq!(done.failed_tg_allocs["g"].dimension_exhausted.get("memory"), Some(&1));
-        let blocked = s.eval(&done.blocked_eval).expect("a blocked evaluation is stored");
+        let blocked = s.eval(&done.blocked_eval).expect("a blocked evaluation is stored").clone();
         assert_eq!(blocked.status, EvalStatus::Blocked);
+        assert!(unblock(&s).is_empty(), "nothing changed since it was blocked");
+
+        // A bigger node joins: the blocked evaluation is retried and places the group.
+        let mut big = s.node("n1").unwrap().clone();
+        big.id = "n2".into();
+        big.node_resources.memory.memory_mb = 16_384;
+        apply(&mut s, 4, Command::NodeRegister { node: Box::new(big) });
+        let retry = unblock(&s);
+        assert_eq!(retry.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [blocked.id.as_str()]);
+        apply(&mut s, 5, Command::EvalUpsert { evals: retry.clone() });
+        let (_, command) = process(&s, &retry[0], 2);
+        apply(&mut s, 6, command);
+        assert_eq!(s.allocs_by_job("default", "web").len(), 2);
+        assert_eq!(s.eval(&blocked.id).unwrap().status, EvalStatus::Complete);
     }
 }

@@ -97,6 +97,19 @@ pub async fn members(AxState(ctx): AxState<Ctx>, pairs: Pairs) -> Result<Reply, 
     Ok(Reply::json(&body, 0, q.pretty))
 }
 
+/// `GET /v1/agent/servers`: the servers' RPC addresses, as Nomad's clients know them.
+pub async fn servers(AxState(ctx): AxState<Ctx>, pairs: Pairs) -> Result<Reply, ApiError> {
+    let q = query_options(&pairs)?;
+    let addrs: Vec<String> = ctx.handle.peers().into_iter().map(|m| m.addr).collect();
+    Ok(Reply::json(&addrs, 0, q.pretty))
+}
+
+/// `GET /v1/regions`: orc clusters are single-region.
+pub async fn regions(AxState(ctx): AxState<Ctx>, pairs: Pairs) -> Result<Reply, ApiError> {
+    let q = query_options(&pairs)?;
+    Ok(Reply::json(&[ctx.config.region.as_str()], 0, q.pretty))
+}
+
 /// `GET /v1/status/leader`: the leader's RPC address as a JSON string, empty when there is none.
 pub async fn leader(AxState(ctx): AxState<Ctx>, pairs: Pairs) -> Result<Reply, ApiError> {
     let q = query_options(&pairs)?;

@@ -494,6 +494,37 @@ pub async fn summary(
     Ok(Reply::json(&summary.ok_or_else(job_not_found)?, index, q.pretty))
 }
 
+/// `GET /v1/job/:id/deployments`: orc has no deployments, so an existing job has none.
+pub async fn deployments(
+    AxState(ctx): AxState<Ctx>,
+    Path(id): Path<String>,
+    pairs: Pairs,
+) -> Result<Reply, ApiError> {
+    let q = query_options(&pairs)?;
+    let (found, index) =
+        ctx.query(&q, &[Table::Jobs], |s| s.job(&q.namespace, &id).is_some()).await?;
+    if !found {
+        return Err(job_not_found());
+    }
+    Ok(Reply::json(&json!([]), index, q.pretty))
+}
+
+/// `GET /v1/job/:id/deployment`: the latest deployment, `null` as Nomad answers for a job
+/// without one.
+pub async fn deployment(
+    AxState(ctx): AxState<Ctx>,
+    Path(id): Path<String>,
+    pairs: Pairs,
+) -> Result<Reply, ApiError> {
+    let q = query_options(&pairs)?;
+    let (found, index) =
+        ctx.query(&q, &[Table::Jobs], |s| s.job(&q.namespace, &id).is_some()).await?;
+    if !found {
+        return Err(job_not_found());
+    }
+    Ok(Reply::json(&Value::Null, index, q.pretty))
+}
+
 /// `GET /v1/job/:id/scale`.
 pub async fn scale_status(
     AxState(ctx): AxState<Ctx>,

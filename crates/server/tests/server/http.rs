@@ -459,6 +459,11 @@ async fn drain_migrates_and_eligibility_and_agent_endpoints() {
     assert_eq!(nodes[0]["Attributes"]["os.name"], "freebsd");
     assert_eq!(nodes[0]["Address"], "10.0.0.1");
 
+    assert_eq!(api.get("/v1/regions").await.json(), json!(["global"]));
+    assert_eq!(api.get("/v1/agent/servers").await.json(), json!([api.handle.addr()]));
+    assert_eq!(api.get("/v1/job/nginx-minipot/deployments").await.json(), json!([]));
+    assert_eq!(api.get("/v1/job/nginx-minipot/deployment").await.json(), json!(null));
+    assert_eq!(api.get("/v1/job/nope/deployments").await.status, 404);
     let leader = api.get("/v1/status/leader").await.json();
     assert_eq!(leader, json!(api.handle.addr()));
     assert_eq!(api.get("/v1/status/peers").await.json(), json!([api.handle.addr()]));
