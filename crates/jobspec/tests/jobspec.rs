@@ -450,6 +450,225 @@ job "web" {
     }
 
     #[test]
+    fn the_canonical_pot_job_in_full() {
+        let path = manifest_dir().join("../../../shared/corpus/potluck/nginx-nomad.nomad");
+        let src = std::fs::read_to_string(&path).expect("corpus directory beside the repository");
+        expect![[r#"
+            {
+              "Region": "global",
+              "Namespace": "default",
+              "ID": "example",
+              "Name": "example",
+              "Type": "service",
+              "Priority": 50,
+              "AllAtOnce": false,
+              "Datacenters": [
+                "datacenter"
+              ],
+              "NodePool": "default",
+              "Constraints": [],
+              "Affinities": [],
+              "Spreads": [],
+              "TaskGroups": [
+                {
+                  "Name": "group1",
+                  "Count": 1,
+                  "Constraints": [],
+                  "Affinities": [],
+                  "Spreads": [],
+                  "Tasks": [
+                    {
+                      "Name": "www1",
+                      "Driver": "pot",
+                      "User": "",
+                      "Lifecycle": null,
+                      "Config": {
+                        "args": [
+                          "-g",
+                          "'daemon off;'"
+                        ],
+                        "command": "nginx",
+                        "copy": [
+                          "/mnt/s3/web/nginx.conf:/usr/local/etc/nginx/nginx.conf"
+                        ],
+                        "image": "https://potluck.honeyguide.net/nginx-nomad",
+                        "mount": [
+                          "/mnt/s3/web/www:/mnt"
+                        ],
+                        "port_map": {
+                          "http": "80"
+                        },
+                        "pot": "nginx-nomad-amd64-13_1",
+                        "tag": "1.1.13"
+                      },
+                      "Constraints": [],
+                      "Affinities": [],
+                      "Env": {},
+                      "Services": [
+                        {
+                          "Name": "nginx-example-service",
+                          "Tags": [
+                            "nginx",
+                            "www"
+                          ],
+                          "CanaryTags": [],
+                          "EnableTagOverride": false,
+                          "PortLabel": "http",
+                          "AddressMode": "auto",
+                          "Address": "",
+                          "Checks": [
+                            {
+                              "Name": "tcp",
+                              "Type": "tcp",
+                              "Command": "",
+                              "Args": [],
+                              "Path": "",
+                              "Protocol": "",
+                              "PortLabel": "",
+                              "AddressMode": "",
+                              "Interval": 60000000000,
+                              "Timeout": 30000000000,
+                              "InitialStatus": "",
+                              "TLSSkipVerify": false,
+                              "TLSServerName": "",
+                              "Method": "",
+                              "Header": {},
+                              "Body": "",
+                              "CheckRestart": null,
+                              "TaskName": "",
+                              "SuccessBeforePassing": 0,
+                              "FailuresBeforeCritical": 0,
+                              "FailuresBeforeWarning": 0,
+                              "OnUpdate": "require_healthy"
+                            }
+                          ],
+                          "CheckRestart": null,
+                          "Meta": {},
+                          "CanaryMeta": {},
+                          "TaskName": "",
+                          "OnUpdate": "require_healthy",
+                          "Provider": "consul"
+                        }
+                      ],
+                      "Resources": {
+                        "CPU": 200,
+                        "Cores": 0,
+                        "MemoryMB": 64,
+                        "MemoryMaxMB": 0,
+                        "DiskMB": 0,
+                        "Networks": []
+                      },
+                      "RestartPolicy": {
+                        "Interval": 1800000000000,
+                        "Attempts": 2,
+                        "Delay": 15000000000,
+                        "Mode": "fail",
+                        "RenderTemplates": false
+                      },
+                      "Meta": {},
+                      "KillTimeout": 5000000000,
+                      "LogConfig": {
+                        "MaxFiles": 10,
+                        "MaxFileSizeMB": 10,
+                        "Disabled": false
+                      },
+                      "Artifacts": [],
+                      "Templates": [],
+                      "Leader": false,
+                      "ShutdownDelay": 0,
+                      "KillSignal": "SIGINT"
+                    }
+                  ],
+                  "RestartPolicy": {
+                    "Interval": 1800000000000,
+                    "Attempts": 2,
+                    "Delay": 15000000000,
+                    "Mode": "fail",
+                    "RenderTemplates": false
+                  },
+                  "ReschedulePolicy": {
+                    "Attempts": 0,
+                    "Interval": 0,
+                    "Delay": 30000000000,
+                    "DelayFunction": "exponential",
+                    "MaxDelay": 3600000000000,
+                    "Unlimited": true
+                  },
+                  "EphemeralDisk": {
+                    "Sticky": false,
+                    "Migrate": false,
+                    "SizeMB": 300
+                  },
+                  "Update": {
+                    "Stagger": 30000000000,
+                    "MaxParallel": 1,
+                    "HealthCheck": "checks",
+                    "MinHealthyTime": 10000000000,
+                    "HealthyDeadline": 300000000000,
+                    "ProgressDeadline": 600000000000,
+                    "Canary": 0,
+                    "AutoRevert": false,
+                    "AutoPromote": false
+                  },
+                  "Migrate": {
+                    "MaxParallel": 1,
+                    "HealthCheck": "checks",
+                    "MinHealthyTime": 10000000000,
+                    "HealthyDeadline": 300000000000
+                  },
+                  "Networks": [
+                    {
+                      "Mode": "host",
+                      "Device": "",
+                      "CIDR": "",
+                      "IP": "",
+                      "Hostname": "",
+                      "MBits": 0,
+                      "ReservedPorts": [
+                        {
+                          "Label": "http",
+                          "Value": 12000,
+                          "To": 0,
+                          "HostNetwork": ""
+                        }
+                      ],
+                      "DynamicPorts": []
+                    }
+                  ],
+                  "Meta": {},
+                  "Services": [],
+                  "ShutdownDelay": 0,
+                  "Scaling": null
+                }
+              ],
+              "Update": {
+                "Stagger": 30000000000,
+                "MaxParallel": 1,
+                "HealthCheck": "checks",
+                "MinHealthyTime": 10000000000,
+                "HealthyDeadline": 300000000000,
+                "ProgressDeadline": 600000000000,
+                "Canary": 0,
+                "AutoRevert": false,
+                "AutoPromote": false
+              },
+              "Reschedule": null,
+              "Migrate": null,
+              "Meta": {},
+              "Stop": false,
+              "Status": "pending",
+              "StatusDescription": "",
+              "Stable": false,
+              "Version": 0,
+              "SubmitTime": 0,
+              "CreateIndex": 0,
+              "ModifyIndex": 0,
+              "JobModifyIndex": 0
+            }"#]]
+        .assert_eq(&render(&src, &ParseOptions::default()));
+    }
+
+    #[test]
     fn batch_job_merges_restart_and_reschedule_over_type_defaults() {
         let src = r#"
 job "report" {
