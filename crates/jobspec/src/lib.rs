@@ -197,6 +197,14 @@ pub(crate) fn parse_error(src: &Source, err: &hcl_edit::parser::Error) -> Diagno
     };
     let mut d = src.diag_at(line, col, message);
     d.hint = hint;
+    if raw.contains("redefined attribute") {
+        // Underline the whole repeated name, not just its first character.
+        d.width = after
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .count()
+            .max(1);
+    }
     d
 }
 

@@ -2148,12 +2148,12 @@ job "w" {
         check_err(
             "job \"x\" {\n  group \"g\" {\n    count = 1\n    count = 2\n  }\n}\n",
             expect![[r#"
-            error: attribute "count" is set twice in this block
-             --> test.nomad:4:5
-              |
-            4 |     count = 2
-              |     ^
-              = help: remove one of the two; an attribute can be set only once"#]],
+                error: attribute "count" is set twice in this block
+                 --> test.nomad:4:5
+                  |
+                4 |     count = 2
+                  |     ^^^^^
+                  = help: remove one of the two; an attribute can be set only once"#]],
         );
         check_err(
             "job \"x\" {\n  args = [\"a\" \"b\"]\n}\n",
