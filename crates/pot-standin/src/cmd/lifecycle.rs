@@ -169,6 +169,9 @@ fn run_main(ctx: &mut Ctx, name: &str, conf: &PotConf) -> i32 {
     }
     // Our own lines must reach the caller's stdout before the pot's output does.
     ctx.flush();
+    // Registered before the spawn, so a SIGTERM that arrives right after it is not lost (and cannot kill
+    // `pot start` while the pot lives on); exec resets the handlers in the child.
+    let signals = termination_signals();
     let mut child = match jail::pot_command(&root, &script).stdin(Stdio::null()).spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -192,7 +195,7 @@ fn run_main(ctx: &mut Ctx, name: &str, conf: &PotConf) -> i32 {
         Ok(Transition::Done) => {}
     }
     ctx.flush();
-    let relay = relay_termination(pid, stop_timeout(conf));
+    let relay = signals.map(|s| relay_termination(s, pid, stop_timeout(conf)));
     let status = child.wait();
     if let Some(handle) = relay {
         handle.close();
@@ -275,18 +278,26 @@ fn start_forwarding(ctx: &mut Ctx, conf: &PotConf) -> Option<net::Forwarders> {
     Some(fw)
 }
 
-/// While `pot start` waits, SIGTERM/SIGINT/SIGHUP to it stop the pot's command the way `pot stop` would
-/// (TERM to the group, KILL after the stop timeout), so killing `pot start` never orphans the pot.
-fn relay_termination(pgid: i32, timeout: Duration) -> Option<signal_hook::iterator::Handle> {
+/// The signals that make `pot start` stop its pot: SIGTERM, SIGINT, SIGHUP.
+fn termination_signals() -> Option<signal_hook::iterator::Signals> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).ok()?;
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).ok()
+}
+
+/// While `pot start` waits, those signals stop the pot's command the way `pot stop` would (TERM to the
+/// group, KILL after the stop timeout), so killing `pot start` never orphans the pot.
+fn relay_termination(
+    mut signals: signal_hook::iterator::Signals,
+    pgid: i32,
+    timeout: Duration,
+) -> signal_hook::iterator::Handle {
     let handle = signals.handle();
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             terminate_group(pgid, timeout);
         }
     });
-    Some(handle)
+    handle
 }
 
 /// `pot stop [-hv] [-i ifs] [-s] -p potname | potname`.
@@ -447,8 +458,12 @@ pub fn destroy(ctx: &mut Ctx, args: &[String]) -> i32 {
         }
         let saved = ctx.verbosity;
         ctx.verbosity = 1;
-        stop(ctx, &args);
+        let code = stop(ctx, &args);
         ctx.verbosity = saved;
+        // pot's stop fails with `exit`, which ends the destroy that called it.
+        if code != 0 {
+            return code;
+        }
     }
     ctx.info(format!("Destroying pot {name}"));
     if let Err(e) = std::fs::remove_dir_all(&paths.dir) {

@@ -242,6 +242,9 @@ fn the_status_machine_refuses_a_second_start_while_starting() {
     env.pot(&["stop", &name])
         .code(1)
         .line(&format!("###>  pot {name} is not in a state where it can be stopped"));
+    // destroy -F stops first, and stop's failure ends destroy too (pot's stop uses `exit`).
+    env.pot(&["destroy", "-F", "-p", &name]).code(1);
+    assert!(env.jail(&name).is_dir());
     std::fs::write(env.tmp().join(format!("pot_status_{name}")), "pot.status=stopping,\n").unwrap();
     env.pot(&["start", &name])
         .code(1)
