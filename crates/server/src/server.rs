@@ -189,19 +189,39 @@ impl Server {
     }
 }
 
-/// Runs a server agent on plain TCP until `shutdown` resolves, then stops it. What `orc agent`
-/// runs.
+/// Runs a complete server agent on plain TCP until `shutdown` resolves, then stops it: Raft and
+/// forwarding on `ports.rpc`, the HTTP API on `ports.http`, and the leader's scheduling
+/// pipeline. What `orc agent` runs.
 pub async fn run_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let seams = Seams::tcp(&config).await.map_err(|e| StartError::Listen {
-        addr: format!("{}:{}", config.bind_addr, config.ports.rpc),
-        source: e,
-    })?;
+    let listen_err = |port: u16| {
+        let addr = format!("{}:{port}", config.bind_addr);
+        move |source| StartError::Listen { addr, source }
+    };
+    let seams = Seams::tcp(&config).await.map_err(listen_err(config.ports.rpc))?;
+    let http_listener =
+        tokio::net::TcpListener::bind((config.bind_addr.as_str(), config.ports.http))
+            .await
+            .map_err(listen_err(config.ports.http))?;
+    let http_addr = http_listener.local_addr().map_err(listen_err(config.ports.http))?;
+    let rpc_addr = seams.rpc_advertise.clone();
+    let http_config = crate::http::HttpConfig::from_server(&config);
     let handle = Server::start(config, seams).await?;
+    let (stop_http, http_stopped) = oneshot::channel::<()>();
+    let http =
+        tokio::spawn(crate::http::serve(http_listener, handle.clone(), http_config, async {
+            let _ = http_stopped.await;
+        }));
+    let pipeline = tokio::spawn(crate::pipeline::run(handle.clone()));
+    tracing::info!(rpc = %rpc_addr, http = %http_addr, id = handle.id(), "server agent running");
     shutdown.await;
     tracing::info!("shutting down");
+    pipeline.abort();
+    let _ = stop_http.send(());
+    // Open HTTP keep-alive connections must not hold the shutdown up.
+    let _ = tokio::time::timeout(Duration::from_secs(1), http).await;
     handle.shutdown().await;
     Ok(())
 }

@@ -11,5 +11,7 @@ mod harness;
 mod http;
 #[path = "server/liveness.rs"]
 mod liveness;
+#[path = "server/processes.rs"]
+mod processes;
 #[path = "server/single.rs"]
 mod single;
