@@ -400,8 +400,14 @@ fn port_map(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
     };
     for m in maps {
         for (label, port) in m {
+            // orc maps UDP too: `dns = "udp:53"` (pot's own `-e udp:…` syntax); `tcp:` is the
+            // default and may be written out.
             let number = match &port {
-                Value::String(s) => s.parse::<u16>().ok().filter(|p| *p > 0),
+                Value::String(s) => {
+                    let bare =
+                        s.strip_prefix("udp:").or_else(|| s.strip_prefix("tcp:")).unwrap_or(s);
+                    bare.parse::<u16>().ok().filter(|p| *p > 0)
+                }
                 Value::Number(n) => {
                     n.as_u64().and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0)
                 }
@@ -413,7 +419,9 @@ fn port_map(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
                     format!(
                         "port_map.{label} must be a port number between 1 and 65535, got {port}"
                     ),
-                    None,
+                    Some(
+                        "write the port inside the pot, e.g. \"80\", or \"udp:53\" for UDP".into(),
+                    ),
                 );
             }
             if !task.ports.contains(&label) {

@@ -3363,3 +3363,43 @@ mod robustness {
         }
     }
 }
+
+mod udp_ports {
+    use super::*;
+
+    const JOB: &str = r#"job "dns" {
+  group "g" {
+    network {
+      port "dns" {}
+    }
+    task "unbound" {
+      driver = "pot"
+      config {
+        image    = "https://potluck.honeyguide.net/unbound"
+        pot      = "unbound-amd64-14_1"
+        tag      = "1.0"
+        port_map = { dns = "PORT" }
+      }
+    }
+  }
+}
+"#;
+
+    #[test]
+    fn pot_port_map_accepts_a_protocol_prefix() {
+        for ok in ["udp:53", "tcp:53", "53"] {
+            let job = parse_str("dns.nomad", &JOB.replace("PORT", ok), &ParseOptions::default());
+            assert!(job.is_ok(), "{ok}: {}", job.unwrap_err());
+        }
+        check_err(
+            &JOB.replace("PORT", "sctp:53"),
+            expect![[r#"
+                error: port_map.dns must be a port number between 1 and 65535, got "sctp:53"
+                  --> test.nomad:12:20
+                   |
+                12 |         port_map = { dns = "sctp:53" }
+                   |                    ^^^^^^^^^^^^^^^^^^^
+                   = help: write the port inside the pot, e.g. "80", or "udp:53" for UDP"#]],
+        );
+    }
+}
