@@ -89,6 +89,8 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+impl std::error::Error for FetchError {}
+
 /// Copies `<url>/<file>` to `<cache>/<file>` unless the cache already has it (pot's `[ ! -r … ]` check).
 fn fetch_one(url: &str, cache: &Path, file: &str) -> Result<(), FetchError> {
     let dest = cache.join(file);

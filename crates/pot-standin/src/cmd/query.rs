@@ -284,17 +284,21 @@ pub fn get_rss(ctx: &mut Ctx, args: &[String]) -> i32 {
         return 1;
     };
     let clock_mhz = cpu_clock_mhz();
-    let ticks = clock_mhz * usage.pcpu / 100.0;
+    // rctl reports pcpu as a whole percent, and pot computes the "ticks" with `bc` at scale 3, which
+    // prints a plain `0` for zero.
+    let pcpu = usage.pcpu.round() as u64;
+    let ticks =
+        if pcpu == 0 { "0".to_string() } else { format!("{:.3}", clock_mhz * pcpu as f64 / 100.0) };
     if has(&opts, 'J') {
         ctx.print(format!(
-            "{{ \"ResourceUsage\": {{ \"MemoryStats\": {{ \"RSS\" : {}, \"Swap\" : 0 }}, \"CpuStats\": {{ \"TotalTicks\": {:.3}, \"Percent\": {:.2} }} }} }} ",
-            usage.rss_bytes, ticks, usage.pcpu
+            "{{ \"ResourceUsage\": {{ \"MemoryStats\": {{ \"RSS\" : {}, \"Swap\" : 0 }}, \"CpuStats\": {{ \"TotalTicks\": {}, \"Percent\": {} }} }} }} ",
+            usage.rss_bytes, ticks, pcpu
         ));
     } else {
         ctx.print(format!("Resource usage by the pot {name}"));
         ctx.print(format!("\tcpu time (ticks spent) : {}", usage.cpu_ticks));
-        ctx.print(format!("\tcpu time (MHz)         : {ticks:.3}"));
-        ctx.print(format!("\tpcpu (%)               : {:.2}", usage.pcpu));
+        ctx.print(format!("\tcpu time (MHz)         : {ticks}"));
+        ctx.print(format!("\tpcpu (%)               : {pcpu}"));
         ctx.print(format!("\tvirtual memory         : {}", usage.vsize_bytes));
         ctx.print(format!("\tphysical memory        : {}", usage.rss_bytes));
         ctx.print("\tswap memory            : 0");

@@ -196,18 +196,13 @@ fn exec_runs_in_the_pot_with_its_exit_status() {
         "{}",
         rss.stdout
     );
-    let bytes: u64 = rss
-        .stdout
-        .split("\"RSS\" : ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(bytes > 0);
+    // It is JSON (with pot's trailing space), in the shape nomad-pot-driver reads.
+    let v: serde_json::Value = serde_json::from_str(rss.stdout.trim_end()).unwrap();
+    assert!(rss.stdout.ends_with("} } } \n"), "{:?}", rss.stdout);
+    assert!(v["ResourceUsage"]["MemoryStats"]["RSS"].as_u64().unwrap() > 0);
+    assert_eq!(v["ResourceUsage"]["MemoryStats"]["Swap"].as_u64(), Some(0));
+    assert!(v["ResourceUsage"]["CpuStats"]["TotalTicks"].as_f64().is_some());
+    assert!(v["ResourceUsage"]["CpuStats"]["Percent"].as_u64().is_some());
     env.pot(&["destroy", "-F", "-p", &name]).code(0);
     env.wait_start(idx, LONG).code(0);
 }
