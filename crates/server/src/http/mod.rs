@@ -14,6 +14,7 @@ mod evals;
 mod jobs;
 mod nodes;
 mod plan;
+mod ui;
 
 pub use error::ApiError;
 
@@ -117,6 +118,7 @@ pub fn router(handle: ServerHandle, config: HttpConfig) -> Router {
         .route("/v1/status/peers", get(agent::peers))
         .route("/v1/operator/raft/configuration", get(agent::raft_configuration))
         .route("/v1/operator/raft/peer", axum::routing::delete(agent::remove_peer))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("Invalid URL path".into()) })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(ctx.clone(), meta_headers))
