@@ -76,7 +76,9 @@ mod tests {
     async fn redirects_to_the_ui_and_refuses_paths_outside_it() {
         let (status, _, _) = get("/").await;
         assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
-        for path in ["/ui/../Cargo.toml", "/ui/%2e%2e/Cargo.toml", "/ui/..%2fREADME.md", "/ui/nope.js"] {
+        for path in
+            ["/ui/../Cargo.toml", "/ui/%2e%2e/Cargo.toml", "/ui/..%2fREADME.md", "/ui/nope.js"]
+        {
             let (status, _, body) = get(path).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         }
