@@ -176,7 +176,6 @@ fn run_main(ctx: &mut Ctx, name: &str, conf: &PotConf) -> i32 {
         Ok(c) => c,
         Err(e) => {
             ctx.error(format!("cannot run the pot's command: {e}"));
-            let _ = state::set_status(&ctx.config, name, Status::Doa);
             start_cleanup(ctx, name, conf, None);
             return 1;
         }
@@ -239,6 +238,10 @@ fn start_cleanup(ctx: &mut Ctx, name: &str, conf: &PotConf, pgid: Option<i32>) {
     }
     let paths = PotPaths::new(&ctx.config, name);
     jail::umount_fscomp(&paths.root(), &potconf::load_fscomp(&paths.fscomp()).unwrap_or_default());
+    // A start that failed before its command ran is still `starting`; `doa` is the way out of that.
+    if state::read_status(&ctx.config, name) == Some(Status::Starting) {
+        let _ = state::set_status(&ctx.config, name, Status::Doa);
+    }
     if state::read_status(&ctx.config, name) != Some(Status::Stopping) {
         let _ = state::set_status(&ctx.config, name, Status::Stopping);
     }

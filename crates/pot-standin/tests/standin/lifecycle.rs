@@ -333,3 +333,20 @@ fn concurrent_prepares_are_serialized_by_the_global_lock() {
     ips.dedup();
     assert_eq!(ips.len(), 4, "every pot got its own IP: {ips:?}");
 }
+
+#[test]
+fn a_start_that_cannot_mount_fails_with_1_and_leaves_the_pot_stopped() {
+    let env = Env::new();
+    let name = env.prepared("nomount", "a1", "sleeper", &[]);
+    let host = env.dir.path().join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    env.pot(&["mount-in", "-p", &name, "-d", host.to_str().unwrap(), "-m", "/data"]).code(0);
+    // A non-empty directory at the mount point cannot be replaced by the stand-in's symlink.
+    std::fs::write(env.jail(&name).join("m/data/occupied"), "x").unwrap();
+    let r = env.pot(&["start", &name]);
+    r.code(1).line(&format!("###>  {name} failed to start"));
+    assert!(r.stdout.contains("###>  Mount failed"), "{}", r.stdout);
+    env.wait_status(&name, "stopped");
+    env.pot(&["info", "-p", &name, "-r"]).code(1);
+    assert_eq!(read(&env.jail(&name).join("conf/.last_run_stats")), "");
+}
