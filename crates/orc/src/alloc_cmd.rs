@@ -132,7 +132,8 @@ pub fn eval_status(args: &StatusArgs) -> anyhow::Result<u8> {
             ));
         }
     }
-    let related = e["RelatedEvals"].as_array().cloned().unwrap_or_default();
+    let mut related = e["RelatedEvals"].as_array().cloned().unwrap_or_default();
+    related.sort_by_key(|r| r["CreateIndex"].as_u64().unwrap_or(0));
     if !related.is_empty() {
         out.push_str("\nRelated Evaluations\n");
         let mut rows = vec![["ID", "Priority", "Triggered By", "Node ID", "Status", "Description"]

@@ -65,8 +65,19 @@ pub fn process(state: &State, eval: &Evaluation, now: i64) -> (Plan, Command) {
     };
     let plan = scheduler::schedule(&cs, job, &ctx);
     let verdict = scheduler::verify_plan(&cs, &plan);
-    let command = Command::PlanResults(results(&plan, &verdict, eval, now));
-    (plan, command)
+    let mut results = results(&plan, &verdict, eval, now);
+    // This evaluation reconsidered the whole job, so earlier blocked evaluations of the job are
+    // superseded, as Nomad's blocked-evals tracker keeps one per job.
+    for old in state.evals_by_job(&eval.namespace, &eval.job_id) {
+        if old.status == EvalStatus::Blocked && old.id != eval.id {
+            let mut old = old.clone();
+            old.status = EvalStatus::Canceled;
+            old.status_description = format!("superseded by evaluation {}", eval.id);
+            old.modify_time = now;
+            results.evals.insert(0, old);
+        }
+    }
+    (plan, Command::PlanResults(results))
 }
 
 fn results(plan: &Plan, verdict: &PlanVerdict, eval: &Evaluation, now: i64) -> PlanResults {
@@ -269,5 +280,19 @@ mod tests {
         apply(&mut s, 6, command);
         assert_eq!(s.allocs_by_job("default", "web").len(), 2);
         assert_eq!(s.eval(&blocked.id).unwrap().status, EvalStatus::Complete);
+
+        // A newer evaluation of the job supersedes a blocked one.
+        let (mut s, eval) = state_with(4096);
+        let (_, command) = process(&s, &eval, 1);
+        apply(&mut s, 3, command);
+        let first_blocked = s.eval("e1").unwrap().blocked_eval.clone();
+        let second = Evaluation { id: "e2".into(), ..eval };
+        apply(&mut s, 4, Command::EvalUpsert { evals: vec![second.clone()] });
+        let (_, command) = process(&s, &second, 2);
+        apply(&mut s, 5, command);
+        assert_eq!(s.eval(&first_blocked).unwrap().status, EvalStatus::Canceled);
+        let blocked: Vec<_> =
+            s.evals().filter(|e| e.status == EvalStatus::Blocked).map(|e| e.id.clone()).collect();
+        assert_eq!(blocked, [s.eval("e2").unwrap().blocked_eval.clone()]);
     }
 }

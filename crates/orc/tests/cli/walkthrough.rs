@@ -120,6 +120,21 @@ fn check(actual: &str, expect: Expect) {
 fn nginx_walkthrough_like_the_seed() {
     let c = start(2);
 
+    // Planning a new job: everything is added, one allocation would be placed.
+    let plan = c.orc(&["plan", "examples/nginx.job"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+    check(
+        stdout(&plan).split("\nJob Modify Index").next().unwrap(),
+        expect![[r#"
+            + Job: "nginx-minipot"
+            + Task Group: "group1" (1 create)
+              + Task: "www1" (forces create/destroy update)
+
+            Scheduler dry-run:
+            - All tasks successfully allocated.
+        "#]],
+    );
+
     // `orc run` parses locally, submits, and follows the evaluation to its placements.
     check(
         &c.ok(&["run", "examples/nginx.job"]),
@@ -335,8 +350,59 @@ fn placement_failures_show_the_schedulers_reasons_and_exit_2() {
                 <time-------------->: Evaluation "<id---->" waiting for additional capacity to place remainder
         "#]],
     );
+    let evals: serde_json::Value =
+        serde_json::from_str(&c.ok(&["job", "status", "-json", "nginx-minipot"])).unwrap();
+    let eval_id = evals["Allocations"].as_array().map_or(0, |a| a.len());
+    assert_eq!(eval_id, 0, "nothing was placed");
+    let list = c.ok(&["job", "status", "nginx-minipot"]);
+    assert!(list.ends_with("Allocations\nNo allocations placed\n"), "{list}");
+    let out = c.orc(&["plan", path.to_str().unwrap()]);
+    check(
+        stdout(&out).split("\nJob Modify Index").next().unwrap(),
+        expect![[r#"
+            Job: "nginx-minipot"
+            Task Group: "group1" (1 create)
+              Task: "www1"
+
+            Scheduler dry-run:
+            - WARNING: Failed to place all allocations.
+              Task Group "group1" (failed to place 1 allocation):
+                * Resources exhausted on 1 nodes
+                * Dimension "memory" exhausted on 1 nodes
+        "#]],
+    );
     let detached = c.ok(&["run", "-detach", path.to_str().unwrap()]);
     assert!(detached.starts_with("Job registration successful\nEvaluation ID: "), "{detached}");
+    let eval_id = detached.trim_end().rsplit(' ').next().unwrap().to_owned();
+    check(
+        &c.ok(&["eval", "status", &eval_id[..6]]),
+        expect![[r#"
+            ID                 = <id---->
+            Create Time        = Ns ago
+            Modify Time        = Ns ago
+            Status             = complete
+            Status Description = <none>
+            Type               = service
+            TriggeredBy        = job-register
+            Job ID             = nginx-minipot
+            Namespace          = default
+            Priority           = 50
+            Placement Failures = true
+
+            ==> Failed Placements
+            Task Group "group1" (failed to place 1 allocation):
+              * Resources exhausted on 1 nodes
+              * Dimension "memory" exhausted on 1 nodes
+
+            Evaluation "<id---->" waiting for additional capacity to place remainder
+
+            Related Evaluations
+            ID        Priority  Triggered By   Node ID  Status    Description
+            <id---->  50        job-register            complete
+            <id---->  50        queued-allocs           canceled  superseded by evaluation <uuid>
+            <id---->  50        queued-allocs           blocked
+        "#]],
+    );
 }
 
 #[test]
