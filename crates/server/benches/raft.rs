@@ -29,7 +29,9 @@ async fn start(config: Config, addr: &str) -> Member {
         rpc_listener: Box::new(listener),
         rpc_advertise: addr.clone(),
         connector: Arc::new(TcpConnector),
-        store: None,
+        // `RAFT_BENCH_STORE=mem` keeps the log in memory, to separate sled's cost from the rest.
+        store: (std::env::var("RAFT_BENCH_STORE").as_deref() == Ok("mem"))
+            .then(|| Arc::new(server::store::MemStore::new()) as Arc<dyn server::store::Store>),
     };
     let handle = Server::start(config.clone(), seams).await.unwrap();
     Member { handle, addr, config }
