@@ -56,6 +56,14 @@ pub enum Command {
         job: Box<Job>,
         eval: Option<Box<Evaluation>>,
     },
+    /// Registers a job only if its current `job_modify_index` is `job_modify_index` (0: only if
+    /// the job does not exist): the API's `EnforceIndex` check-and-set, decided in log order so
+    /// two racing submissions cannot both pass.
+    JobRegisterIfIndex {
+        job: Box<Job>,
+        eval: Option<Box<Evaluation>>,
+        job_modify_index: u64,
+    },
     /// Stops a job (`stop = true`, a new version), keeping its history.
     JobDeregister {
         namespace: String,
@@ -170,6 +178,26 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
     debug_assert!(index > state.index, "log index {index} applied after {}", state.index);
     match command {
         Command::JobRegister { job, eval } => state.register_job(index, *job, eval.map(|e| *e)),
+        Command::JobRegisterIfIndex { job, eval, job_modify_index } => {
+            let current = state.job(&job.namespace, &job.id).map(|j| j.job_modify_index);
+            let refusal = match current {
+                Some(_) if job_modify_index == 0 => {
+                    Some("Enforcing job modify index 0: job already exists".to_owned())
+                }
+                Some(c) if c != job_modify_index => Some(format!(
+                    "Enforcing job modify index {job_modify_index}: job exists with conflicting \
+                     job modify index: {c}"
+                )),
+                None if job_modify_index != 0 => Some(format!(
+                    "Enforcing job modify index {job_modify_index}: job does not exist"
+                )),
+                _ => None,
+            };
+            match refusal {
+                Some(reason) => Outcome::Rejected { reason },
+                None => state.register_job(index, *job, eval.map(|e| *e)),
+            }
+        }
         Command::JobDeregister { namespace, job_id, eval } => {
             let key = (namespace, job_id);
             let Some(mut job) = state.jobs.get(&key).cloned() else {

@@ -264,6 +264,8 @@ async fn register_job(
     job.status_description = String::new();
     let existing = ctx.read(&q, |s| s.job(&job.namespace, &job.id).cloned()).await?;
     if req.enforce_index {
+        // Fail fast with the same message the state machine would give; the check that counts
+        // is the one `JobRegisterIfIndex` makes in log order.
         check_index(existing.as_ref(), req.job_modify_index)?;
     }
     if req.preserve_counts {
@@ -276,8 +278,8 @@ async fn register_job(
         }
     }
     let eval = eval_for(&job, TriggeredBy::JobRegister);
-    let eval_id = eval.id.clone();
-    write_job(ctx, job, eval, eval_id, warnings, q.pretty).await
+    let enforce = req.enforce_index.then_some(req.job_modify_index);
+    write_job(ctx, job, eval, enforce, warnings, q.pretty).await
 }
 
 fn check_index(existing: Option<&Job>, wanted: u64) -> Result<(), ApiError> {
@@ -296,20 +298,28 @@ fn check_index(existing: Option<&Job>, wanted: u64) -> Result<(), ApiError> {
     }
 }
 
+/// Writes a job version with its evaluation; with `enforce` set, only if the job's modify index
+/// is still that one (409 otherwise).
 async fn write_job(
     ctx: &Ctx,
     job: Job,
     eval: Evaluation,
-    eval_id: String,
+    enforce: Option<u64>,
     warnings: String,
     pretty: bool,
 ) -> Result<Reply, ApiError> {
-    let w = ctx
-        .handle
-        .write(Command::JobRegister { job: Box::new(job), eval: Some(Box::new(eval)) })
-        .await?;
+    let eval_id = eval.id.clone();
+    let (job, eval) = (Box::new(job), Some(Box::new(eval)));
+    let command = match enforce {
+        Some(job_modify_index) => Command::JobRegisterIfIndex { job, eval, job_modify_index },
+        None => Command::JobRegister { job, eval },
+    };
+    let w = ctx.handle.write(command).await?;
     let job_modify_index = match w.outcome {
         Outcome::JobRegistered { job_modify_index, .. } => job_modify_index,
+        Outcome::Rejected { reason } if enforce.is_some() && reason.starts_with("Enforcing") => {
+            return Err(ApiError::Conflict(reason))
+        }
         other => return Err(outcome_error(other)),
     };
     let resp = json!({
@@ -648,8 +658,8 @@ pub async fn scale(
     tg.count = count as u32;
     job.submit_time = now_unix_nanos();
     let eval = eval_for(&job, TriggeredBy::JobScaling);
-    let eval_id = eval.id.clone();
-    write_job(&ctx, job, eval, eval_id, warnings, q.pretty).await
+    let enforce = req.enforce_index.then_some(req.job_modify_index);
+    write_job(&ctx, job, eval, enforce, warnings, q.pretty).await
 }
 
 /// `DELETE /v1/job/:id`: stops the job, or with `purge=true` removes it.

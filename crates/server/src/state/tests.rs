@@ -289,3 +289,29 @@ fn commands_round_trip_and_replay_deterministically() {
     assert_eq!(decoded, history);
     assert_eq!(run(decoded).0, run(history).0);
 }
+
+#[test]
+fn register_if_index_is_check_and_set_in_log_order() {
+    let cas = |count, index| Command::JobRegisterIfIndex {
+        job: Box::new(job("web", count)),
+        eval: None,
+        job_modify_index: index,
+    };
+    let (state, outcomes) = run(vec![cas(1, 0), cas(2, 0), cas(3, 1), cas(4, 1), cas(5, 9)]);
+    assert_eq!(outcomes[0], Outcome::JobRegistered { job_version: 0, job_modify_index: 1 });
+    assert_eq!(
+        outcomes[1],
+        Outcome::Rejected { reason: "Enforcing job modify index 0: job already exists".into() }
+    );
+    assert_eq!(outcomes[2], Outcome::JobRegistered { job_version: 1, job_modify_index: 3 });
+    // The second submission planned against index 1 loses: the first one moved the job on.
+    assert_eq!(
+        outcomes[3],
+        Outcome::Rejected {
+            reason: "Enforcing job modify index 1: job exists with conflicting job modify index: 3"
+                .into()
+        }
+    );
+    assert!(matches!(outcomes[4], Outcome::Rejected { .. }));
+    assert_eq!(state.job("default", "web").unwrap().task_groups[0].count, 3);
+}
