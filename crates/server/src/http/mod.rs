@@ -120,6 +120,7 @@ pub fn router(handle: ServerHandle, config: HttpConfig) -> Router {
         .route("/v1/operator/raft/peer", axum::routing::delete(agent::remove_peer))
         .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("Invalid URL path".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(ctx.clone(), meta_headers))
         .with_state(ctx)
