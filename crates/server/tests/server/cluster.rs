@@ -145,3 +145,33 @@ async fn five_servers_tolerate_two_failures() {
         assert_eq!(stale_job_ids(h).await, vec!["after", "before"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_behind_a_compacted_log_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start_with(3, |c| {
+        c.raft.snapshot_threshold = 10;
+        c.raft.trailing_logs = 0;
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let behind = cluster.other_than(leader);
+    let stopped = cluster.kill(behind).await;
+    let mut last = 0;
+    let mut written = Vec::new();
+    for i in 0..60 {
+        let id = format!("job-{i:02}");
+        last = cluster.node(leader).write(job(&id)).await.unwrap().index;
+        written.push(id);
+    }
+    // Give the leader time to snapshot and purge what the stopped follower lacks.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    cluster.restart(behind, stopped).await;
+    let h = cluster.node(behind);
+    assert!(h.wait_for_index(last, Duration::from_secs(15)).await >= last, "caught up");
+    assert_eq!(stale_job_ids(h).await, written);
+    // It keeps following normally afterwards.
+    let w = cluster.node(leader).write(job("zz-after")).await.unwrap();
+    assert!(h.wait_for_index(w.index, Duration::from_secs(5)).await >= w.index);
+    assert_eq!(stale_job_ids(h).await.len(), 61);
+}
