@@ -161,9 +161,19 @@ pub struct DrainArgs {
     /// With -disable: keep the node ineligible for new work.
     #[arg(long = "keep-ineligible")]
     pub keep_ineligible: bool,
+    /// Drain now: allocations are migrated without waiting for a deadline.
+    #[arg(long)]
+    pub force: bool,
+    /// Drain without a deadline.
+    #[arg(long = "no-deadline")]
+    pub no_deadline: bool,
     /// Accepted for Nomad compatibility; orc never prompts.
     #[arg(long)]
     pub yes: bool,
+    /// Accepted for Nomad compatibility; orc does not monitor drains yet and always returns
+    /// once the drain strategy is set.
+    #[arg(long)]
+    pub detach: bool,
     /// The node ID or prefix.
     #[arg(value_name = "ID")]
     pub id: String,
@@ -176,6 +186,8 @@ pub fn drain(args: &DrainArgs) -> anyhow::Result<u8> {
     let id = s(&stub, "ID");
     let body = if args.enable {
         let deadline_ns: i64 = match args.deadline.as_deref() {
+            _ if args.force => -1,
+            _ if args.no_deadline => 0,
             None => 3600 * 1_000_000_000,
             Some(d) if d.starts_with('-') => -1,
             Some(d) => model::duration::parse_go_duration(d)

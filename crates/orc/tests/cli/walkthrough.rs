@@ -299,7 +299,7 @@ fn nginx_walkthrough_like_the_seed() {
         format!("Node \"{node}\" scheduling eligibility set: ineligible for scheduling\n")
     );
     assert_eq!(
-        c.ok(&["node", "drain", "-enable", "-yes", &node[..4]]),
+        c.ok(&["node", "drain", "-enable", "-force", "-yes", &node[..4]]),
         format!("Node \"{node}\" drain strategy set\n")
     );
     assert!(c.ok(&["node", "status", &node[..4]]).contains("Drain       = true"));
