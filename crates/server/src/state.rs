@@ -48,6 +48,10 @@ pub struct State {
 }
 
 /// A change to the state: exactly what a Raft log entry carries.
+///
+/// Every command is idempotent apart from indexes: applying it a second time leaves the same
+/// content. Forwarding relies on this when it retries a write whose first attempt may have
+/// committed before the leader died.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "Type")]
 pub enum Command {
