@@ -1,9 +1,19 @@
-//! The orc agent: what runs on every jail host.
+//! The orc agent: what runs on every jail host. It fingerprints the node, registers it with the
+//! servers, watches the allocations placed on it and runs their tasks through drivers.
 //!
-//! Today this crate holds the agent's pure cores: the Nomad task environment and runtime
-//! interpolation (`taskenv`), and the pot driver's command planning (`pot`). The IO shells that
-//! execute them (the allocation runner, the driver processes, the node lifecycle) build on these.
+//! Pure cores: `taskenv` (the Nomad task environment and interpolation), `pot::plan` (pot
+//! command lines), `restart` (the restart policy), `reconcile` (desired allocations vs. local
+//! runners → actions). Shells: `driver` (raw_exec, and the pot driver in `pot`), `runner` (the
+//! allocation runner), `client` (node lifecycle), `http` (the client HTTP endpoints), `logs`.
 //! The agent never schedules.
 
+pub mod client;
+pub mod driver;
+pub mod fingerprint;
+pub mod http;
+pub mod logs;
 pub mod pot;
+pub mod reconcile;
+pub mod restart;
+pub mod runner;
 pub mod taskenv;

@@ -5,7 +5,10 @@
 //! failed; `plan` exits 0 (no changes), 1 (allocations would change) or 255 (error).
 
 use crate::conn::ReadArgs;
-use crate::{alloc_cmd, flags, fmt_cmd, job_cmd, job_remote, node_cmd, operator_cmd, server_cmd};
+use crate::{
+    alloc_client_cmd, alloc_cmd, flags, fmt_cmd, job_cmd, job_remote, node_cmd, operator_cmd,
+    server_cmd,
+};
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -86,6 +89,12 @@ pub enum JobCommand {
 pub enum AllocCommand {
     /// Show one allocation.
     Status(alloc_cmd::StatusArgs),
+    /// Print (or follow with -f) a task's stdout or stderr.
+    Logs(alloc_client_cmd::LogsArgs),
+    /// Restart an allocation's tasks in place.
+    Restart(alloc_client_cmd::RestartArgs),
+    /// Send a signal to an allocation's tasks.
+    Signal(alloc_client_cmd::SignalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +195,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Job(JobCommand::Scale(a)) => job_remote::scale(&a),
         Command::Job(JobCommand::Stop(a)) | Command::Stop(a) => job_remote::stop(&a),
         Command::Alloc(AllocCommand::Status(a)) => alloc_cmd::alloc_status(&a),
+        Command::Alloc(AllocCommand::Logs(a)) => alloc_client_cmd::logs(&a),
+        Command::Alloc(AllocCommand::Restart(a)) => alloc_client_cmd::restart(&a),
+        Command::Alloc(AllocCommand::Signal(a)) => alloc_client_cmd::signal(&a),
         Command::Eval(EvalCommand::Status(a)) => alloc_cmd::eval_status(&a),
         Command::Node(NodeCommand::Status(a)) => node_cmd::status(&a),
         Command::Node(NodeCommand::Drain(a)) => node_cmd::drain(&a),

@@ -3,8 +3,10 @@
 //! Each subcommand lives in its own module and only turns arguments into calls on the library
 //! crates (`jobspec`, the `api` client, and later the agent); none of them owns domain logic.
 
+mod alloc_client_cmd;
 mod alloc_cmd;
 pub mod cli;
+mod client_cmd;
 mod conn;
 mod flags;
 mod fmt_cmd;

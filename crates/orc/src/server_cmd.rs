@@ -48,6 +48,19 @@ pub struct AgentArgs {
     pub region: Option<String>,
     #[arg(long = "dc", value_name = "DATACENTER")]
     pub dc: Option<String>,
+    /// Enable client mode: run allocations on this host (see `client_cmd`).
+    #[arg(long)]
+    pub client: bool,
+    /// Servers the client registers with (host or host:port; the port defaults to 4647).
+    /// Repeatable.
+    #[arg(long = "servers", value_name = "ADDR")]
+    pub servers: Vec<String>,
+    /// The HTTP API port (default 4646).
+    #[arg(long = "http-port", value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// The server RPC port (default 4647).
+    #[arg(long = "rpc-port", value_name = "PORT")]
+    pub rpc_port: Option<u16>,
 }
 
 /// Builds the server configuration from `-dev`, the files, then the flags.
@@ -96,10 +109,17 @@ pub fn load_config(args: &AgentArgs) -> anyhow::Result<server::Config> {
     if let Some(dc) = &args.dc {
         config.datacenter = dc.clone();
     }
-    if !config.server.enabled {
-        anyhow::bail!("orc agent runs only servers for now: pass -server or -dev, or set server {{ enabled = true }}");
+    if let Some(p) = args.http_port {
+        config.ports.http = p;
     }
-    if config.data_dir.is_none() && !args.dev {
+    if let Some(p) = args.rpc_port {
+        config.ports.rpc = p;
+    }
+    let client = crate::client_cmd::load_settings(args)?;
+    if !config.server.enabled && !client.enabled {
+        anyhow::bail!("orc agent needs a role: pass -server, -client or -dev, or set server {{ enabled = true }} or client {{ enabled = true }}");
+    }
+    if config.server.enabled && config.data_dir.is_none() && !args.dev {
         anyhow::bail!("a server needs data_dir (or -data-dir) to keep its state; use -dev for an in-memory server");
     }
     Ok(config)
@@ -145,11 +165,12 @@ fn merge(into: &mut server::Config, file: server::Config, text: &str) {
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run_agent(args: &AgentArgs) -> anyhow::Result<()> {
     let config = load_config(args)?;
+    let client = crate::client_cmd::load_settings(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config))?;
+    runtime.block_on(serve(config, client, args.dev))?;
     // Give background tasks a moment to log their exit before the runtime is torn down.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
@@ -157,7 +178,17 @@ pub fn run_agent(args: &AgentArgs) -> anyhow::Result<()> {
 
 /// Runs the server with its HTTP API on `ports.http` and the scheduling pipeline until SIGINT or
 /// SIGTERM. Both listeners are bound before the server starts, so a taken port fails at once.
-async fn serve(config: server::Config) -> anyhow::Result<()> {
+async fn serve(
+    config: server::Config,
+    client: crate::client_cmd::ClientSettings,
+    dev: bool,
+) -> anyhow::Result<()> {
+    if !config.server.enabled {
+        let running = crate::client_cmd::run(&config, &client, dev, Vec::new()).await?;
+        shutdown_signal().await;
+        running.stop().await;
+        return Ok(());
+    }
     let http_addr = format!("{}:{}", config.bind_addr, config.ports.http);
     let http = tokio::net::TcpListener::bind(&http_addr)
         .await
@@ -166,6 +197,7 @@ async fn serve(config: server::Config) -> anyhow::Result<()> {
         format!("binding the RPC listener to {}:{}", config.bind_addr, config.ports.rpc)
     })?;
     let http_config = server::http::HttpConfig::from_server(&config);
+    let client_config = config.clone();
     let handle = server::Server::start(config, seams).await.context("starting the server")?;
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(server::http::serve(http, handle.clone(), http_config, async {
@@ -173,8 +205,19 @@ async fn serve(config: server::Config) -> anyhow::Result<()> {
     }));
     let pipeline = tokio::spawn(server::pipeline::run(handle.clone()));
     tracing::info!(addr = %http_addr, "HTTP API listening");
+    let running = if client.enabled {
+        Some(
+            crate::client_cmd::run(&client_config, &client, dev, vec![handle.addr().to_string()])
+                .await?,
+        )
+    } else {
+        None
+    };
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(running) = running {
+        running.stop().await;
+    }
     let _ = stop_http.send(());
     pipeline.abort();
     if let Ok(Err(e)) = api.await {

@@ -135,14 +135,16 @@ async fn node_allocs(server: &ServerHandle, req: &AllocsRequest) -> Result<Alloc
                         AllocsReply { index: s.table_index(Table::Allocs), ..Default::default() };
                     for alloc in s.allocs_by_node(&req.node_id) {
                         let key = job_key(alloc);
-                        if !reply.jobs.contains_key(&key) {
+                        if let std::collections::btree_map::Entry::Vacant(slot) =
+                            reply.jobs.entry(key)
+                        {
                             let job = s
                                 .job_versions(&alloc.namespace, &alloc.job_id)
                                 .into_iter()
                                 .find(|j| j.version == alloc.job_version)
                                 .or_else(|| s.job(&alloc.namespace, &alloc.job_id));
                             if let Some(job) = job {
-                                reply.jobs.insert(key, job.clone());
+                                slot.insert(job.clone());
                             }
                         }
                         reply.allocs.push(alloc.clone());

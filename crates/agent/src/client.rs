@@ -1,0 +1,464 @@
+//! The node lifecycle: fingerprint, register, heartbeat at the TTL the servers return, watch the
+//! node's allocations (a blocking query held open on the servers), run the reconciler's actions,
+//! batch allocation reports back, re-adopt tasks after a restart, sweep orphaned pots and collect
+//! terminal allocation directories. How servers are reached is the `ServerApi` seam; the agent
+//! never schedules.
+
+use crate::driver::raw_exec::RawExec;
+use crate::driver::Driver;
+use crate::fingerprint::{self, NodeConfig};
+use crate::pot::{PotDriver, PotDriverConfig};
+use crate::reconcile::{self, Action, Local};
+use crate::runner::{self, AllocCommand, AllocHandle, AllocReport, RunnerEnv};
+use futures::future::BoxFuture;
+use model::{Allocation, Job, Node};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a call to the servers failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("servers unreachable: {0}")]
+    Unreachable(String),
+    /// The servers do not know this node (e.g. after they lost their state): register again.
+    #[error("node is not registered")]
+    UnknownNode,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The allocations placed on this node, each with the job version it runs.
+#[derive(Debug, Clone, Default)]
+pub struct NodeAllocs {
+    pub index: u64,
+    pub allocs: Vec<(Allocation, Option<Job>)>,
+}
+
+/// How the agent talks to the servers (gRPC in production; anything in tests).
+pub trait ServerApi: Send + Sync + 'static {
+    /// Registers the node; returns the heartbeat TTL.
+    fn register<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<Duration, ApiError>>;
+    /// Heartbeats; returns the next TTL.
+    fn heartbeat<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<Duration, ApiError>>;
+    /// Blocks up to `wait` until the node's allocations change past `min_index`.
+    fn allocs<'a>(
+        &'a self,
+        node_id: &'a str,
+        min_index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<NodeAllocs, ApiError>>;
+    /// Sends a batch of allocation reports.
+    fn update_allocs(&self, reports: Vec<AllocReport>) -> BoxFuture<'_, Result<(), ApiError>>;
+}
+
+/// The client's configuration.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub data_dir: PathBuf,
+    pub node: NodeConfig,
+    pub region: String,
+    pub raw_exec_enabled: bool,
+    /// The pot driver, if enabled (it is only used when `pot version -q` answers).
+    pub pot: Option<PotDriverConfig>,
+    /// How long the allocation watch is held open on a server.
+    pub watch_wait: Duration,
+    /// How often orphaned pots are swept.
+    pub gc_interval: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults for `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        ClientConfig {
+            data_dir,
+            node: NodeConfig { datacenter: "dc1".into(), ..NodeConfig::default() },
+            region: "global".into(),
+            raw_exec_enabled: false,
+            pot: None,
+            watch_wait: Duration::from_secs(30),
+            gc_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+struct Entry {
+    handle: AllocHandle,
+}
+
+/// A running client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api: Arc<dyn ServerApi>,
+    env: Arc<RunnerEnv>,
+    node: Mutex<Node>,
+    runners: Mutex<BTreeMap<String, Entry>>,
+    pot: Option<Arc<PotDriver>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Errors starting the client.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+fn load_or_create_node_id(dir: &std::path::Path) -> std::io::Result<String> {
+    let path = dir.join("node-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    let a = h.finish();
+    h.write_u8(7);
+    let b = h.finish();
+    let id = format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    );
+    std::fs::write(&path, format!("{id}\n"))?;
+    Ok(id)
+}
+
+impl Client {
+    /// Starts the client: fingerprints, re-adopts persisted allocations, and begins registering,
+    /// heartbeating, watching and reporting in the background.
+    pub async fn start(
+        config: ClientConfig,
+        api: Arc<dyn ServerApi>,
+    ) -> Result<Client, StartError> {
+        let client_dir = config.data_dir.join("client");
+        let state_root = client_dir.join("allocs");
+        let alloc_root = config.data_dir.join("alloc");
+        for dir in [&client_dir, &state_root, &alloc_root] {
+            std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let mut node_config = config.node.clone();
+        if node_config.id.is_empty() {
+            node_config.id = load_or_create_node_id(&client_dir).map_err(|source| {
+                StartError::DataDir { path: client_dir.display().to_string(), source }
+            })?;
+        }
+
+        let mut drivers: BTreeMap<String, Arc<dyn Driver>> = BTreeMap::new();
+        let mut infos = BTreeMap::new();
+        let raw_exec: Arc<dyn Driver> = Arc::new(RawExec::new(config.raw_exec_enabled));
+        if let Some(info) = raw_exec.fingerprint().await {
+            infos.insert("raw_exec".to_string(), info);
+            drivers.insert("raw_exec".into(), raw_exec);
+        }
+        let mut pot = None;
+        if let Some(pot_config) = &config.pot {
+            let mut pot_config = pot_config.clone();
+            if pot_config.state_dir.as_os_str().is_empty() {
+                pot_config.state_dir = client_dir.clone();
+            }
+            let driver = Arc::new(PotDriver::new(pot_config));
+            match driver.fingerprint().await {
+                Some(info) => {
+                    infos.insert("pot".to_string(), info);
+                    drivers.insert("pot".into(), driver.clone());
+                    pot = Some(driver);
+                }
+                None => tracing::info!("pot driver disabled: `pot version -q` did not answer"),
+            }
+        }
+        let facts =
+            fingerprint::host_facts(&config.data_dir, node_config.network_interface.as_deref());
+        let node = fingerprint::build_node(&node_config, &facts, infos);
+
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let env = Arc::new(RunnerEnv {
+            drivers,
+            node: node.clone(),
+            region: config.region.clone(),
+            alloc_root,
+            state_root: state_root.clone(),
+            reports: reports_tx,
+        });
+        let inner = Arc::new(Inner {
+            api,
+            env: env.clone(),
+            node: Mutex::new(node),
+            runners: Mutex::new(BTreeMap::new()),
+            pot,
+            tasks: Mutex::new(Vec::new()),
+        });
+
+        // Re-adopt before watching, so an allocation the servers still want is never started
+        // a second time.
+        for persisted in runner::load_persisted(&state_root) {
+            let id = persisted.alloc.id.clone();
+            tracing::info!(alloc = %id, "re-adopting allocation");
+            let handle = runner::spawn(env.clone(), persisted);
+            inner.runners.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Entry { handle });
+        }
+
+        let client = Client { inner: inner.clone() };
+        let tasks = vec![
+            tokio::spawn(heartbeat_loop(inner.clone())),
+            tokio::spawn(watch_loop(inner.clone(), config.watch_wait)),
+            tokio::spawn(report_loop(inner.clone(), reports_rx)),
+            tokio::spawn(gc_loop(inner.clone(), config.gc_interval)),
+        ];
+        inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend(tasks);
+        Ok(client)
+    }
+
+    /// The node as registered.
+    pub fn node(&self) -> Node {
+        self.inner.node.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The directory of a known allocation (the only directories the fs API serves from).
+    pub fn alloc_dir(&self, alloc_id: &str) -> Option<PathBuf> {
+        let known =
+            self.inner.runners.lock().unwrap_or_else(|e| e.into_inner()).contains_key(alloc_id);
+        known.then(|| self.inner.env.alloc_root.join(alloc_id))
+    }
+
+    /// Restarts a task (or all) of a running allocation.
+    pub async fn restart(&self, alloc_id: &str, task: Option<String>) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(alloc_id, AllocCommand::Restart { task, reply })?;
+        rx.await.map_err(|_| "allocation runner went away".to_string())?
+    }
+
+    /// Signals a task (or all) of a running allocation.
+    pub async fn signal(
+        &self,
+        alloc_id: &str,
+        task: Option<String>,
+        signal: String,
+    ) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(alloc_id, AllocCommand::Signal { task, signal, reply })?;
+        rx.await.map_err(|_| "allocation runner went away".to_string())?
+    }
+
+    fn send(&self, alloc_id: &str, cmd: AllocCommand) -> Result<(), String> {
+        let runners = self.inner.runners.lock().unwrap_or_else(|e| e.into_inner());
+        let entry =
+            runners.get(alloc_id).ok_or_else(|| format!("unknown allocation {alloc_id}"))?;
+        entry.handle.commands.send(cmd).map_err(|_| "allocation runner went away".to_string())
+    }
+
+    /// Stops every allocation and waits up to `timeout` for their tasks to die (dev mode's
+    /// shutdown, whose state would otherwise be lost with tasks still running).
+    pub async fn stop_all(&self, timeout: Duration) {
+        let mut waits = Vec::new();
+        for e in self.inner.runners.lock().unwrap_or_else(|e| e.into_inner()).values_mut() {
+            let _ = e.handle.commands.send(AllocCommand::Stop);
+            e.handle.stopping = true;
+            waits.push(e.handle.done.clone());
+        }
+        let all = futures::future::join_all(
+            waits.iter_mut().map(|w| async move { w.wait_for(|d| *d).await.map(|_| ()) }),
+        );
+        let _ = tokio::time::timeout(timeout, all).await;
+    }
+
+    /// Stops the agent's background work, leaving tasks running (they are re-adopted on the
+    /// next start), as Nomad's client does on shutdown.
+    pub fn shutdown(&self) {
+        for task in self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Exponential backoff with a cap.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((250u64 << attempt.min(5)).min(5_000))
+}
+
+async fn register(inner: &Inner) -> Duration {
+    let mut attempt = 0;
+    loop {
+        let node = inner.node.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match inner.api.register(&node).await {
+            Ok(ttl) => {
+                tracing::info!(node = %node.id, ttl_ms = ttl.as_millis() as u64, "node registered");
+                return ttl;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "registering the node failed; retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(inner: Arc<Inner>) {
+    let node_id = inner.node.lock().unwrap_or_else(|e| e.into_inner()).id.clone();
+    let mut ttl = register(&inner).await;
+    let mut attempt = 0;
+    loop {
+        // Heartbeat at half the TTL, so one lost heartbeat (or a failover) leaves time to retry.
+        tokio::time::sleep(if attempt == 0 { ttl / 2 } else { backoff(attempt) }).await;
+        match inner.api.heartbeat(&node_id).await {
+            Ok(next) => {
+                ttl = next;
+                attempt = 0;
+            }
+            Err(ApiError::UnknownNode) => {
+                ttl = register(&inner).await;
+                attempt = 0;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed; retrying");
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn watch_loop(inner: Arc<Inner>, wait: Duration) {
+    let node_id = inner.node.lock().unwrap_or_else(|e| e.into_inner()).id.clone();
+    let mut index = 0;
+    let mut attempt = 0;
+    let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
+    loop {
+        match inner.api.allocs(&node_id, index, wait).await {
+            Ok(reply) => {
+                attempt = 0;
+                index = reply.index;
+                let mut desired = Vec::new();
+                for (alloc, job) in reply.allocs {
+                    if let Some(job) = job {
+                        jobs.insert(alloc.id.clone(), job);
+                    }
+                    desired.push(alloc);
+                }
+                apply(&inner, &desired, &mut jobs).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "watching allocations failed; retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<String, Job>) {
+    let local: BTreeMap<String, Local> = inner
+        .runners
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(id, e)| {
+            (id.clone(), Local { stopping: e.handle.stopping, done: *e.handle.done.borrow() })
+        })
+        .collect();
+    for action in reconcile::reconcile(desired, &local) {
+        match action {
+            Action::Run(id) => {
+                let Some(alloc) = desired.iter().find(|a| a.id == id).cloned() else { continue };
+                let Some(job) = jobs.get(&id).cloned() else {
+                    tracing::warn!(alloc = %id, "allocation arrived without its job; skipping");
+                    continue;
+                };
+                tracing::info!(alloc = %id, job = %job.id, "starting allocation");
+                let handle = runner::spawn(inner.env.clone(), runner::new_alloc(alloc, job));
+                inner
+                    .runners
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, Entry { handle });
+            }
+            Action::Stop(id) => {
+                tracing::info!(alloc = %id, "stopping allocation");
+                let mut runners = inner.runners.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(e) = runners.get_mut(&id) {
+                    let _ = e.handle.commands.send(AllocCommand::Stop);
+                    e.handle.stopping = true;
+                }
+            }
+            Action::Gc(id) => {
+                tracing::info!(alloc = %id, "collecting allocation directory");
+                inner.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                jobs.remove(&id);
+                let _ = std::fs::remove_dir_all(inner.env.alloc_root.join(&id));
+                let _ = std::fs::remove_file(runner::state_file(&inner.env.state_root, &id));
+            }
+        }
+    }
+}
+
+async fn report_loop(inner: Arc<Inner>, mut reports: mpsc::UnboundedReceiver<AllocReport>) {
+    let mut pending: BTreeMap<String, AllocReport> = BTreeMap::new();
+    let mut attempt = 0;
+    loop {
+        if pending.is_empty() {
+            match reports.recv().await {
+                Some(r) => {
+                    pending.insert(r.alloc_id.clone(), r);
+                }
+                None => return,
+            }
+        }
+        // Batch what arrives within 50 ms (Nomad batches client updates every 200 ms; a
+        // shorter window keeps `orc run` snappy).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while let Ok(r) = reports.try_recv() {
+            pending.insert(r.alloc_id.clone(), r);
+        }
+        let batch: Vec<AllocReport> = pending.values().cloned().collect();
+        match inner.api.update_allocs(batch).await {
+            Ok(()) => {
+                pending.clear();
+                attempt = 0;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reporting allocation status failed; retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Sweeps pots this agent created that no allocation's running task owns.
+async fn gc_loop(inner: Arc<Inner>, interval: Duration) {
+    let Some(pot) = inner.pot.clone() else { return };
+    // Give re-adopted runners a moment to record which pots they own.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    loop {
+        let live: BTreeSet<String> = runner::load_persisted(&inner.env.state_root)
+            .into_iter()
+            .flat_map(|p| p.handles.into_values().map(|h| h.pot_name))
+            .filter(|n| !n.is_empty())
+            .collect();
+        let swept = pot.sweep(&live).await;
+        if !swept.is_empty() {
+            tracing::warn!(?swept, "destroyed orphaned pots");
+        }
+        tokio::time::sleep(interval).await;
+    }
+}

@@ -1,0 +1,152 @@
+//! The raw_exec driver: one host process per task, in its own process group, with the task
+//! environment only (plus a minimal PATH), never the agent's. Output goes straight to the task's
+//! log files, so the task outlives an agent crash with no helper process in between. After an
+//! agent restart the process is re-adopted by pid and start time; its exit status is then not
+//! ours to collect (it is no longer our child), which the exit result says.
+
+use super::process::{is_same_process, parse_signal, signal_group, start_time};
+use super::{Driver, DriverError, ExitResult, Handle, TaskSpec};
+use futures::future::BoxFuture;
+use model::DriverInfo;
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::ExitStatusExt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The PATH a task gets when its env sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The raw_exec driver.
+pub struct RawExec {
+    enabled: bool,
+    children: Mutex<HashMap<u32, tokio::process::Child>>,
+}
+
+impl RawExec {
+    /// raw_exec runs anything as the agent's user, so it is off unless configured on.
+    pub fn new(enabled: bool) -> Self {
+        RawExec { enabled, children: Mutex::new(HashMap::new()) }
+    }
+}
+
+fn config_strings(
+    config: &BTreeMap<String, serde_json::Value>,
+) -> Result<(String, Vec<String>), DriverError> {
+    let command = config
+        .get("command")
+        .and_then(|v| v.as_str())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| DriverError("raw_exec config: \"command\" is required".into()))?;
+    let args = match config.get("args") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        Some(_) => return Err(DriverError("raw_exec config: \"args\" must be a list".into())),
+    };
+    Ok((command.to_string(), args))
+}
+
+fn append(path: &std::path::Path) -> Result<std::fs::File, DriverError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| DriverError(format!("opening log file {}: {e}", path.display())))
+}
+
+impl Driver for RawExec {
+    fn name(&self) -> &'static str {
+        "raw_exec"
+    }
+
+    fn fingerprint(&self) -> BoxFuture<'_, Option<DriverInfo>> {
+        Box::pin(async move {
+            self.enabled.then(|| DriverInfo {
+                attributes: BTreeMap::from([("driver.raw_exec".into(), "true".into())]),
+                detected: true,
+                healthy: true,
+                health_description: "Healthy".into(),
+            })
+        })
+    }
+
+    fn start<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, Result<Handle, DriverError>> {
+        Box::pin(async move {
+            let (command, args) = config_strings(&spec.config)?;
+            let mut cmd = tokio::process::Command::new(&command);
+            cmd.args(&args)
+                .env_clear()
+                .envs(&spec.env)
+                .current_dir(&spec.task_dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(append(&spec.stdout_path)?)
+                .stderr(append(&spec.stderr_path)?)
+                .process_group(0);
+            if !spec.env.contains_key("PATH") {
+                cmd.env("PATH", DEFAULT_PATH);
+            }
+            let child = cmd.spawn().map_err(|e| DriverError(format!("starting {command}: {e}")))?;
+            let pid = child.id().ok_or_else(|| DriverError("process exited at once".into()))?;
+            let start = start_time(pid).unwrap_or_default();
+            self.children.lock().unwrap_or_else(|e| e.into_inner()).insert(pid, child);
+            Ok(Handle {
+                driver: "raw_exec".into(),
+                pid,
+                start_time: start,
+                pot_name: String::new(),
+            })
+        })
+    }
+
+    fn wait<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, ExitResult> {
+        Box::pin(async move {
+            let child = self.children.lock().unwrap_or_else(|e| e.into_inner()).remove(&handle.pid);
+            if let Some(mut child) = child {
+                return match child.wait().await {
+                    Ok(status) => ExitResult {
+                        exit_code: status.code().unwrap_or(-1),
+                        signal: status.signal().unwrap_or(0),
+                        unknown: false,
+                    },
+                    Err(_) => ExitResult { exit_code: -1, signal: 0, unknown: true },
+                };
+            }
+            // A re-adopted process: poll until it is gone.
+            while is_same_process(handle.pid, &handle.start_time) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            ExitResult { exit_code: -1, signal: 0, unknown: true }
+        })
+    }
+
+    fn signal<'a>(
+        &'a self,
+        handle: &'a Handle,
+        signal: &'a str,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(async move {
+            let sig = parse_signal(signal)
+                .ok_or_else(|| DriverError(format!("unknown signal {signal:?}")))?;
+            signal_group(handle.pid, sig).map_err(|e| DriverError(format!("signal: {e}")))
+        })
+    }
+
+    fn kill<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let _ = signal_group(handle.pid, rustix::process::Signal::KILL);
+        })
+    }
+
+    fn destroy<'a>(&'a self, _handle: &'a Handle) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    fn recover<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, bool> {
+        Box::pin(async move { is_same_process(handle.pid, &handle.start_time) })
+    }
+}

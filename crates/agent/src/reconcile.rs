@@ -1,0 +1,113 @@
+//! The agent's reconciler, a pure function: what the servers want on this node and what runs
+//! here in, the actions that close the gap out. No IO, no clock; the client executes the
+//! actions.
+
+use model::{Allocation, DesiredStatus};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the agent knows about one local allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Local {
+    /// A stop was already sent.
+    pub stopping: bool,
+    /// Every task is dead.
+    pub done: bool,
+}
+
+/// One step for the client to take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start running a new allocation.
+    Run(String),
+    /// Stop every task of a running allocation.
+    Stop(String),
+    /// Remove a terminal allocation's directory and state: the servers no longer need it here.
+    Gc(String),
+}
+
+/// Compares the servers' allocations for this node with the local ones.
+pub fn reconcile(desired: &[Allocation], local: &BTreeMap<String, Local>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let mut seen = BTreeSet::new();
+    for alloc in desired {
+        seen.insert(alloc.id.as_str());
+        let wants_run = alloc.desired_status == DesiredStatus::Run;
+        match local.get(&alloc.id) {
+            None if wants_run && !alloc.client_status.is_terminal() => {
+                actions.push(Action::Run(alloc.id.clone()))
+            }
+            None => {}
+            Some(l) if !wants_run && !l.done && !l.stopping => {
+                actions.push(Action::Stop(alloc.id.clone()))
+            }
+            Some(l) if !wants_run && l.done && alloc.client_status.is_terminal() => {
+                actions.push(Action::Gc(alloc.id.clone()))
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, l) in local {
+        if seen.contains(id.as_str()) {
+            continue;
+        }
+        // The servers garbage-collected it (or it was never theirs): stop, then forget it.
+        if l.done {
+            actions.push(Action::Gc(id.clone()));
+        } else if !l.stopping {
+            actions.push(Action::Stop(id.clone()));
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::ClientStatus;
+
+    fn alloc(id: &str, desired: DesiredStatus, client: ClientStatus) -> Allocation {
+        Allocation {
+            id: id.into(),
+            desired_status: desired,
+            client_status: client,
+            ..Allocation::default()
+        }
+    }
+
+    #[test]
+    fn runs_new_stops_unwanted_and_collects_terminal() {
+        let desired = vec![
+            alloc("new", DesiredStatus::Run, ClientStatus::Pending),
+            alloc("old-done", DesiredStatus::Run, ClientStatus::Complete),
+            alloc("stop-me", DesiredStatus::Stop, ClientStatus::Running),
+            alloc("stopped", DesiredStatus::Stop, ClientStatus::Complete),
+            alloc("running", DesiredStatus::Run, ClientStatus::Running),
+        ];
+        let running = Local { stopping: false, done: false };
+        let done = Local { stopping: true, done: true };
+        let local = BTreeMap::from([
+            ("stop-me".to_string(), running),
+            ("stopped".to_string(), done),
+            ("running".to_string(), running),
+            ("forgotten".to_string(), running),
+            ("forgotten-done".to_string(), done),
+        ]);
+        assert_eq!(
+            reconcile(&desired, &local),
+            vec![
+                Action::Run("new".into()),
+                Action::Stop("stop-me".into()),
+                Action::Gc("stopped".into()),
+                Action::Stop("forgotten".into()),
+                Action::Gc("forgotten-done".into()),
+            ]
+        );
+        // Applying the same view again asks for nothing new once stops are under way.
+        let local2 = BTreeMap::from([
+            ("stop-me".to_string(), Local { stopping: true, done: false }),
+            ("running".to_string(), running),
+            ("new".to_string(), running),
+        ]);
+        assert_eq!(reconcile(&desired, &local2), vec![]);
+    }
+}
