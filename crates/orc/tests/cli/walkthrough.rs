@@ -424,7 +424,7 @@ fn no_server_says_which_address_was_tried() {
 }
 
 /// A real `orc agent -dev` process serves the API: the CLI submits to it and reads back, and it
-/// stops on SIGTERM. (No agent places work yet, so nothing is placed: no nodes.)
+/// stops on SIGTERM.
 #[test]
 fn orc_agent_dev_serves_the_api_in_a_real_process() {
     let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -457,9 +457,10 @@ fn orc_agent_dev_serves_the_api_in_a_real_process() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("Job registration successful\n"), "{}", stdout(&out));
     let out = orc_in(&repo(), &["job", "status"], &env);
-    assert!(stdout(&out).contains("nginx-minipot  service  50        pending"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("nginx-minipot  service  50  "), "{}", stdout(&out));
+    // Whether the dev agent also runs a client (and so lists a node) is the agent's business.
     let out = orc_in(&repo(), &["node", "status"], &env);
-    assert_eq!(stdout(&out), "No nodes registered\n");
+    assert!(out.status.success(), "{}", stderr(&out));
     let members = orc_in(&repo(), &["server", "members"], &env);
     assert!(stdout(&members).contains("dev1.global"), "{}", stdout(&members));
 
