@@ -540,20 +540,26 @@ impl StateMachine {
 struct SnapshotBuilder {
     store: Arc<dyn Store>,
     meta: SnapshotMeta<u64, BasicNode>,
-    data: Vec<u8>,
+    /// The state at `meta.last_log_id`, copied out of the live state; taken when built.
+    state: Option<state::StateSnapshot>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SError> {
-        let stored = StoredSnapshot { meta: codec::encode(&self.meta), data: self.data.clone() };
+        let state = self.state.take().ok_or_else(|| store_err("snapshot built twice"))?;
+        let meta = codec::encode(&self.meta);
         let store = self.store.clone();
-        // The snapshot must be durable before openraft purges the log entries it replaces.
-        blocking(move || {
-            store.save_snapshot(&stored)?;
-            store.flush()
+        // Encoding a large state takes a while; openraft runs this concurrently with `apply`,
+        // and the blocking pool keeps it off the async workers. The snapshot must be durable
+        // before openraft purges the log entries it replaces.
+        let data = blocking(move || {
+            let data = codec::encode(&SnapshotData { state });
+            store.save_snapshot(&StoredSnapshot { meta, data: data.clone() })?;
+            store.flush()?;
+            Ok(data)
         })
         .await?;
-        Ok(Snapshot { meta: self.meta.clone(), snapshot: Box::new(self.data.clone()) })
+        Ok(Snapshot { meta: self.meta.clone(), snapshot: Box::new(data) })
     }
 }
 
@@ -595,10 +601,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Encoding here, under the read lock, captures exactly the state at `last_applied`;
-        // the builder then writes it out without holding up `apply`.
+        // Copying here, under the read lock, captures exactly the state at `last_applied`; the
+        // builder encodes and writes it without holding up `apply`.
         let state = self.state.read().unwrap_or_else(|e| e.into_inner()).to_snapshot();
-        let data = codec::encode(&SnapshotData { state });
         let last = self.last_applied;
         let meta = SnapshotMeta {
             last_log_id: last,
@@ -606,7 +611,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot_id: last
                 .map_or_else(|| "0-0".to_owned(), |l| format!("{}-{}", l.leader_id, l.index)),
         };
-        SnapshotBuilder { store: self.store.clone(), meta, data }
+        SnapshotBuilder { store: self.store.clone(), meta, state: Some(state) }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Vec<u8>>, SError> {
