@@ -94,6 +94,11 @@ pub enum MemberStatus {
 pub struct ServerMember {
     pub id: u64,
     pub addr: String,
+    /// The server's configured name, region and datacenter as it reports them; empty for a
+    /// server that did not answer.
+    pub name: String,
+    pub region: String,
+    pub datacenter: String,
     pub voter: bool,
     pub leader: bool,
     pub status: MemberStatus,
@@ -314,6 +319,12 @@ struct HelloReply {
     addr: String,
     initialized: bool,
     known: Vec<(String, u64)>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    datacenter: String,
 }
 
 /// Work only the leader may do; forwarded there by any server.
@@ -570,6 +581,9 @@ impl rpc::Handler for Handler {
                         addr: inner.addr.clone(),
                         initialized: inner.raft.is_initialized().await,
                         known,
+                        name: inner.config.name.clone(),
+                        region: inner.config.region.clone(),
+                        datacenter: inner.config.datacenter.clone(),
                     };
                     Ok(Bytes::from(codec::encode(&reply)))
                 }
@@ -802,16 +816,21 @@ impl ServerHandle {
         let leader = self.leader().map(|m| m.id);
         let mut out = Vec::new();
         for m in self.peers() {
-            let status = if m.id == self.inner.id
-                || self.inner.hello(&m.addr, Duration::from_millis(500)).await.is_ok()
-            {
-                MemberStatus::Alive
+            let (status, name, region, datacenter) = if m.id == self.inner.id {
+                let c = &self.inner.config;
+                (MemberStatus::Alive, c.name.clone(), c.region.clone(), c.datacenter.clone())
             } else {
-                MemberStatus::Failed
+                match self.inner.hello(&m.addr, Duration::from_millis(500)).await {
+                    Ok(r) => (MemberStatus::Alive, r.name, r.region, r.datacenter),
+                    Err(_) => (MemberStatus::Failed, String::new(), String::new(), String::new()),
+                }
             };
             out.push(ServerMember {
                 id: m.id,
                 addr: m.addr,
+                name,
+                region,
+                datacenter,
                 voter: m.voter,
                 leader: leader == Some(m.id),
                 status,

@@ -90,6 +90,12 @@ async fn dead_peer_is_reported_and_removed_and_a_new_server_joins() {
     assert_eq!(row.status, MemberStatus::Failed);
     assert!(members.iter().filter(|m| m.status == MemberStatus::Alive).count() == 2);
     assert!(members.iter().any(|m| m.leader));
+    // Live servers report their own region and datacenter; a dead one reports nothing.
+    assert!(members
+        .iter()
+        .filter(|m| m.status == MemberStatus::Alive)
+        .all(|m| m.region == "global" && m.datacenter == "dc1"));
+    assert_eq!(row.region, "");
 
     // Remove by address, through a follower (forwarded to the leader).
     let follower = cluster.other_than(leader);
