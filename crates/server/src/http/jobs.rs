@@ -12,7 +12,7 @@ use super::{bool_param, now_unix_nanos, param, query_options, Ctx, Pairs, Reply}
 use crate::state::{Command, Outcome, State, Table};
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
-use model::{ClientStatus, EvalStatus, Evaluation, Job, TriggeredBy};
+use model::{ClientStatus, EvalStatus, Evaluation, Job, JobType, TriggeredBy};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -28,92 +28,161 @@ const MAX_COUNT: u32 = 100_000;
 pub async fn list(AxState(ctx): AxState<Ctx>, pairs: Pairs) -> Result<Reply, ApiError> {
     let q = query_options(&pairs)?;
     let with_meta = bool_param(&pairs, "meta", false)?;
-    let (stubs, index) = ctx
+    let (listing, index) = ctx
         .query(&q, &[Table::Jobs, Table::Allocs], |s| {
-            s.jobs()
-                .filter(|j| q.namespace == "*" || j.namespace == q.namespace)
-                .filter(|j| j.id.starts_with(&q.prefix))
-                .map(|j| job_stub(s, j, with_meta))
-                .filter(|v| q.filter.as_ref().is_none_or(|f| f.matches(v)))
-                .collect::<Vec<Value>>()
+            let mut stubs = Vec::new();
+            for j in s.jobs() {
+                if !(q.namespace == "*" || j.namespace == q.namespace)
+                    || !j.id.starts_with(&q.prefix)
+                {
+                    continue;
+                }
+                let stub = job_stub(s, j, with_meta);
+                if let Some(f) = &q.filter {
+                    let v = serde_json::to_value(&stub)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    if !f.matches(&v) {
+                        continue;
+                    }
+                }
+                stubs.push(stub);
+            }
+            let page = api::query::paginate(stubs, |j| j.id, &q);
+            let body = if q.pretty {
+                serde_json::to_vec_pretty(&page.items)
+            } else {
+                serde_json::to_vec(&page.items)
+            };
+            Ok::<_, ApiError>((
+                body.map_err(|e| ApiError::Internal(e.to_string()))?,
+                page.next_token,
+            ))
         })
         .await?;
-    let page = api::query::paginate(stubs, |v| v["ID"].as_str().unwrap_or(""), &q);
-    Ok(Reply::json(&page.items, index, q.pretty).with_next_token(page.next_token))
+    let (body, next_token) = listing?;
+    Ok(Reply::raw(body, index).with_next_token(next_token))
 }
 
-/// Nomad's `JobListStub`.
-fn job_stub(s: &State, j: &Job, with_meta: bool) -> Value {
-    let mut v = json!({
-        "ID": j.id,
-        "ParentID": "",
-        "Name": j.name,
-        "Namespace": j.namespace,
-        "Datacenters": j.datacenters,
-        "NodePool": j.node_pool,
-        "Multiregion": null,
-        "Type": j.job_type,
-        "Priority": j.priority,
-        "Periodic": false,
-        "ParameterizedJob": false,
-        "Stop": j.stop,
-        "Status": j.status,
-        "StatusDescription": j.status_description,
-        "JobSummary": summary_of(s, j),
-        "CreateIndex": j.create_index,
-        "ModifyIndex": j.modify_index,
-        "JobModifyIndex": j.job_modify_index,
-        "SubmitTime": j.submit_time,
-    });
-    if with_meta {
-        v["Meta"] = json!(j.meta);
+/// Nomad's `JobListStub`, borrowing from the state and serialised inside the read.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct JobStub<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    #[serde(rename = "ParentID")]
+    parent_id: &'a str,
+    name: &'a str,
+    namespace: &'a str,
+    datacenters: &'a [String],
+    node_pool: &'a str,
+    multiregion: Option<()>,
+    #[serde(rename = "Type")]
+    job_type: JobType,
+    priority: i32,
+    periodic: bool,
+    parameterized_job: bool,
+    stop: bool,
+    status: &'a str,
+    status_description: &'a str,
+    job_summary: Summary<'a>,
+    create_index: u64,
+    modify_index: u64,
+    job_modify_index: u64,
+    submit_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<&'a BTreeMap<String, String>>,
+}
+
+fn job_stub<'a>(s: &'a State, j: &'a Job, with_meta: bool) -> JobStub<'a> {
+    JobStub {
+        id: &j.id,
+        parent_id: "",
+        name: &j.name,
+        namespace: &j.namespace,
+        datacenters: &j.datacenters,
+        node_pool: &j.node_pool,
+        multiregion: None,
+        job_type: j.job_type,
+        priority: j.priority,
+        periodic: false,
+        parameterized_job: false,
+        stop: j.stop,
+        status: &j.status,
+        status_description: &j.status_description,
+        job_summary: summary_of(s, j),
+        create_index: j.create_index,
+        modify_index: j.modify_index,
+        job_modify_index: j.job_modify_index,
+        submit_time: j.submit_time,
+        meta: with_meta.then_some(&j.meta),
     }
-    v
 }
 
-/// Nomad's `JobSummary`, computed from the job's allocations and its latest evaluation's queue.
-fn summary_of(s: &State, j: &Job) -> Value {
-    let mut groups: BTreeMap<&str, [u64; 7]> =
-        j.task_groups.iter().map(|g| (g.name.as_str(), [0; 7])).collect();
+/// Nomad's `JobSummary`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Summary<'a> {
+    #[serde(rename = "JobID")]
+    job_id: &'a str,
+    namespace: &'a str,
+    summary: BTreeMap<&'a str, GroupSummary>,
+    children: Children,
+    create_index: u64,
+    modify_index: u64,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct GroupSummary {
+    queued: u64,
+    starting: u64,
+    running: u64,
+    complete: u64,
+    failed: u64,
+    lost: u64,
+    unknown: u64,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct Children {
+    pending: u64,
+    running: u64,
+    dead: u64,
+}
+
+/// The job's summary, computed from its allocations and its latest evaluation's queue (Nomad
+/// keeps a summary table; orc derives it, through the per-job index).
+fn summary_of<'a>(s: &'a State, j: &'a Job) -> Summary<'a> {
+    let mut groups: BTreeMap<&str, GroupSummary> =
+        j.task_groups.iter().map(|g| (g.name.as_str(), GroupSummary::default())).collect();
     for a in s.allocs_by_job(&j.namespace, &j.id) {
-        let Some(counts) = groups.get_mut(a.task_group.as_str()) else { continue };
-        let slot = match a.client_status {
-            ClientStatus::Pending => 1,
-            ClientStatus::Running => 2,
-            ClientStatus::Complete => 3,
-            ClientStatus::Failed => 4,
-            ClientStatus::Lost => 5,
-            ClientStatus::Unknown => 6,
-        };
-        counts[slot] += 1;
+        let Some(g) = groups.get_mut(a.task_group.as_str()) else { continue };
+        match a.client_status {
+            ClientStatus::Pending => g.starting += 1,
+            ClientStatus::Running => g.running += 1,
+            ClientStatus::Complete => g.complete += 1,
+            ClientStatus::Failed => g.failed += 1,
+            ClientStatus::Lost => g.lost += 1,
+            ClientStatus::Unknown => g.unknown += 1,
+        }
     }
-    if let Some(latest) =
-        s.evals_by_job(&j.namespace, &j.id).into_iter().max_by_key(|e| e.create_index)
-    {
-        for (g, n) in &latest.queued_allocations {
-            if let Some(counts) = groups.get_mut(g.as_str()) {
-                counts[0] = *n;
+    let latest = s.evals_by_job(&j.namespace, &j.id).into_iter().max_by_key(|e| e.create_index);
+    if let Some(latest) = latest {
+        for (name, n) in &latest.queued_allocations {
+            if let Some(g) = groups.get_mut(name.as_str()) {
+                g.queued = *n;
             }
         }
     }
-    let summary: Map<String, Value> = groups
-        .into_iter()
-        .map(|(g, c)| {
-            (
-                g.to_owned(),
-                json!({"Queued": c[0], "Starting": c[1], "Running": c[2], "Complete": c[3],
-                       "Failed": c[4], "Lost": c[5], "Unknown": c[6]}),
-            )
-        })
-        .collect();
-    json!({
-        "JobID": j.id,
-        "Namespace": j.namespace,
-        "Summary": summary,
-        "Children": {"Pending": 0, "Running": 0, "Dead": 0},
-        "CreateIndex": j.create_index,
-        "ModifyIndex": j.modify_index,
-    })
+    Summary {
+        job_id: &j.id,
+        namespace: &j.namespace,
+        summary: groups,
+        children: Children::default(),
+        create_index: j.create_index,
+        modify_index: j.modify_index,
+    }
 }
 
 /// Nomad's `JobRegisterRequest`; the job itself is decoded separately (see [`decode_job`]).
@@ -498,7 +567,7 @@ pub async fn summary(
     let q = query_options(&pairs)?;
     let (summary, index) = ctx
         .query(&q, &[Table::Jobs, Table::Allocs], |s| {
-            s.job(&q.namespace, &id).map(|j| summary_of(s, j))
+            s.job(&q.namespace, &id).map(|j| json!(summary_of(s, j)))
         })
         .await?;
     Ok(Reply::json(&summary.ok_or_else(job_not_found)?, index, q.pretty))
