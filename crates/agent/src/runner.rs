@@ -82,6 +82,8 @@ enum TaskCommand {
 struct Shared {
     persisted: Mutex<PersistedAlloc>,
     env: Arc<RunnerEnv>,
+    /// The main and sidecar tasks: the allocation runs once all of them have started.
+    main_tasks: Vec<String>,
 }
 
 fn unix_nanos() -> i64 {
@@ -187,6 +189,12 @@ impl Shared {
                 let extra = state.events.len() - 10;
                 state.events.drain(..extra);
             }
+            let started = |name: &String| {
+                p.task_states.get(name).is_some_and(|s| s.state == "running" || s.state == "dead")
+            };
+            if p.client_status == ClientStatus::Pending && self.main_tasks.iter().all(started) {
+                p.client_status = ClientStatus::Running;
+            }
         }
         self.save();
         self.report();
@@ -253,7 +261,16 @@ fn phase(task: &Task) -> Phase {
 pub fn spawn(env: Arc<RunnerEnv>, persisted: PersistedAlloc) -> AllocHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let shared = Arc::new(Shared { persisted: Mutex::new(persisted), env });
+    let main_tasks = persisted
+        .job
+        .task_groups
+        .iter()
+        .filter(|g| g.name == persisted.alloc.task_group)
+        .flat_map(|g| g.tasks.iter())
+        .filter(|t| matches!(phase(t), Phase::Main | Phase::Sidecar))
+        .map(|t| t.name.clone())
+        .collect();
+    let shared = Arc::new(Shared { persisted: Mutex::new(persisted), env, main_tasks });
     tokio::spawn(run_alloc(shared, rx, done_tx));
     AllocHandle { commands: tx, done: done_rx, stopping: false }
 }
@@ -339,7 +356,6 @@ async fn run_alloc(
             let rt = spawn_task(&shared, &alloc, &job, &task, &alloc_dir);
             running.insert(task.name.clone(), rt);
         }
-        shared.set_client_status(ClientStatus::Running);
         supervise(&shared, &group.tasks, &mut running, &mut commands, &mut stop_requested).await;
     }
     // Main tasks are dead; sidecars are killed, then poststop tasks run.

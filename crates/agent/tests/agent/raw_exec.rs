@@ -1,0 +1,272 @@
+//! raw_exec allocations end to end inside one process: task directories and environment, logs
+//! and the logs API, restarts per policy, kill_timeout, lifecycle hooks, batch exit codes.
+
+use crate::harness::*;
+use model::{ClientStatus, JobType, Lifecycle};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn task_gets_nomad_layout_and_env_but_not_the_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), dir.path(), None).await;
+    let mut task = sh_task("web", "env | sort; echo oops >&2; pwd; sleep 30");
+    task.env.insert("GREETING".into(), "hi ${NOMAD_ALLOC_ID}".into());
+    let job = job("env", JobType::Service, vec![task]);
+    let a = alloc(&job, &[("http", 23456)]);
+    servers.place(a.clone(), job);
+    let r = servers
+        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status == ClientStatus::Running)
+        .await;
+    assert_eq!(events(&r, "web"), ["Received", "Task Setup", "Started"]);
+    let alloc_dir = dir.path().join("alloc").join(&a.id);
+    for sub in ["alloc/logs", "alloc/data", "web/local", "web/secrets"] {
+        assert!(alloc_dir.join(sub).is_dir(), "{sub}");
+    }
+    let stdout = alloc_dir.join("alloc/logs/web.stdout.0");
+    wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&stdout)
+            .is_ok_and(|t| t.contains(&alloc_dir.join("web").display().to_string()))
+    })
+    .await;
+    let text = std::fs::read_to_string(&stdout).unwrap();
+    assert!(text.contains(&format!("NOMAD_ALLOC_ID={}", a.id)), "{text}");
+    assert!(text.contains("NOMAD_PORT_http=23456"), "{text}");
+    assert!(text.contains(&format!("GREETING=hi {}", a.id)), "{text}");
+    assert!(text.contains("PATH=/usr/local/sbin"), "{text}");
+    // Nothing of the agent's (this test process's) environment reaches the task.
+    assert!(!text.contains("CARGO"), "{text}");
+    assert!(!text.contains("HOME="), "{text}");
+    let stderr = std::fs::read_to_string(alloc_dir.join("alloc/logs/web.stderr.0")).unwrap();
+    assert_eq!(stderr, "oops\n");
+
+    wait_until(Duration::from_secs(5), || !servers.nodes().is_empty()).await;
+    let node = &servers.nodes()[0];
+    assert_eq!(node.attributes["driver.raw_exec"], "1");
+    assert_eq!(node.attributes["unique.network.ip-address"], "127.0.0.1");
+
+    servers.stop(&a.id);
+    let r = servers
+        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
+        .await;
+    assert_eq!(r.client_status, ClientStatus::Complete);
+    assert_eq!(events(&r, "web")[3..], ["Killing", "Killed"]);
+    c.shutdown();
+}
+
+#[tokio::test]
+async fn crashing_task_is_restarted_per_policy_then_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), dir.path(), None).await;
+    let mut task = sh_task("crash", "echo run; exit 3");
+    task.restart_policy = Some(policy(2));
+    let job = job("crash", JobType::Service, vec![task]);
+    let a = alloc(&job, &[]);
+    servers.place(a.clone(), job);
+    let r = servers
+        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
+        .await;
+    assert_eq!(r.client_status, ClientStatus::Failed);
+    let state = &r.task_states["crash"];
+    assert!(state.failed);
+    assert_eq!(state.restarts, 2);
+    assert_eq!(state.state, "dead");
+    let ev = events(&r, "crash");
+    assert_eq!(ev.iter().filter(|e| *e == "Restarting").count(), 2, "{ev:?}");
+    assert_eq!(ev.last().unwrap(), "Not Restarting");
+    let terminated: Vec<i32> =
+        state.events.iter().filter(|e| e.event_type == "Terminated").map(|e| e.exit_code).collect();
+    assert_eq!(terminated, [3, 3, 3]);
+    let log = std::fs::read_to_string(
+        dir.path().join("alloc").join(&a.id).join("alloc/logs/crash.stdout.0"),
+    )
+    .unwrap();
+    assert_eq!(log, "run\nrun\nrun\n");
+    c.shutdown();
+}
+
+#[tokio::test]
+async fn batch_jobs_complete_with_their_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), dir.path(), None).await;
+    let ok = job("ok", JobType::Batch, vec![sh_task("t", "exit 0")]);
+    let a_ok = alloc(&ok, &[]);
+    servers.place(a_ok.clone(), ok);
+    let bad = job("bad", JobType::Batch, vec![sh_task("t", "exit 7")]);
+    let a_bad = alloc(&bad, &[]);
+    servers.place(a_bad.clone(), bad);
+    let r = servers
+        .wait_report(&a_ok.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
+        .await;
+    assert_eq!(r.client_status, ClientStatus::Complete);
+    assert_eq!(events(&r, "t"), ["Received", "Task Setup", "Started", "Terminated"]);
+    let r = servers
+        .wait_report(&a_bad.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
+        .await;
+    assert_eq!(r.client_status, ClientStatus::Failed);
+    let term = r.task_states["t"].events.iter().find(|e| e.event_type == "Terminated").unwrap();
+    assert_eq!(term.exit_code, 7);
+    c.shutdown();
+}
+
+#[tokio::test]
+async fn kill_signal_then_sigkill_after_kill_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), dir.path(), None).await;
+    // Ignores SIGTERM, so only the SIGKILL after kill_timeout ends it.
+    let mut stubborn =
+        sh_task("stubborn", "trap '' TERM; echo ready; while true; do sleep 0.1; done");
+    stubborn.kill_timeout = Some(Duration::from_millis(800));
+    // Exits on SIGINT, its kill_signal, at once.
+    let mut polite = sh_task("polite", "trap 'exit 0' INT; while true; do sleep 0.1; done");
+    polite.kill_signal = "SIGINT".into();
+    polite.kill_timeout = Some(Duration::from_secs(20));
+    let job = job("kill", JobType::Service, vec![stubborn, polite]);
+    let a = alloc(&job, &[]);
+    servers.place(a.clone(), job);
+    let log = dir.path().join("alloc").join(&a.id).join("alloc/logs/stubborn.stdout.0");
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("ready"))
+    })
+    .await;
+    let start = Instant::now();
+    servers.stop(&a.id);
+    let r = servers
+        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
+        .await;
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(800), "killed before kill_timeout: {took:?}");
+    assert!(took < Duration::from_secs(5), "kill took {took:?}");
+    for t in ["stubborn", "polite"] {
+        assert_eq!(r.task_states[t].state, "dead");
+        assert!(events(&r, t).ends_with(&["Killing".to_string(), "Killed".to_string()]));
+    }
+    c.shutdown();
+}
+
+#[tokio::test]
+async fn prestart_runs_first_poststop_runs_last_and_a_leader_ends_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), dir.path(), None).await;
+    let mut pre = sh_task("pre", "echo pre >> $NOMAD_ALLOC_DIR/order");
+    pre.lifecycle = Some(Lifecycle { hook: "prestart".into(), sidecar: false });
+    let mut main = sh_task("main", "echo main >> $NOMAD_ALLOC_DIR/order; sleep 0.3");
+    main.leader = true;
+    let side = sh_task("side", "while true; do sleep 0.1; done");
+    let mut post = sh_task("post", "echo post >> $NOMAD_ALLOC_DIR/order");
+    post.lifecycle = Some(Lifecycle { hook: "poststop".into(), sidecar: false });
+    let job = job("hooks", JobType::Batch, vec![post, side, main, pre]);
+    let a = alloc(&job, &[]);
+    servers.place(a.clone(), job);
+    let r = servers
+        .wait_report(&a.id, Duration::from_secs(15), |r| r.client_status.is_terminal())
+        .await;
+    assert_eq!(r.client_status, ClientStatus::Complete, "{r:#?}");
+    let order =
+        std::fs::read_to_string(dir.path().join("alloc").join(&a.id).join("alloc/order")).unwrap();
+    assert_eq!(order, "pre\nmain\npost\n");
+    // The leader's exit killed the sidecar-like main task.
+    assert!(events(&r, "side").contains(&"Killed".to_string()), "{:?}", events(&r, "side"));
+    c.shutdown();
+}
+
+/// Reads an HTTP response from the agent's client endpoints.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let resp = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+        .get(format!("http://{addr}{path}"))
+        .call()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.into_body().read_to_string().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_api_frames_plain_follow_and_path_safety() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), dir.path(), None).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(agent::http::serve(listener, c.clone()));
+    // Prints a line whenever `tick` appears in its local dir.
+    let task = sh_task(
+        "talker",
+        "echo first; echo second; while true; do if [ -f local/tick ]; then rm local/tick; echo tick; fi; sleep 0.02; done",
+    );
+    let job = job("logs", JobType::Service, vec![task]);
+    let a = alloc(&job, &[]);
+    servers.place(a.clone(), job);
+    let alloc_dir = dir.path().join("alloc").join(&a.id);
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(alloc_dir.join("alloc/logs/talker.stdout.0"))
+            .is_ok_and(|t| t.contains("second"))
+    })
+    .await;
+    let id = a.id.clone();
+    let addr2 = addr.clone();
+    let (plain, framed, tail, bad) = tokio::task::spawn_blocking(move || {
+        (
+            get(&addr2, &format!("/v1/client/fs/logs/{id}?task=talker&type=stdout&plain=true")),
+            get(&addr2, &format!("/v1/client/fs/logs/{id}?task=talker&type=stdout")),
+            get(
+                &addr2,
+                &format!("/v1/client/fs/logs/{id}?task=talker&plain=true&origin=end&offset=7"),
+            ),
+            [
+                get(&addr2, &format!("/v1/client/fs/logs/{id}?task=..%2F..%2F..&plain=true")),
+                get(&addr2, &format!("/v1/client/fs/logs/{id}?task=talker&type=..%2Fsecrets")),
+                get(&addr2, "/v1/client/fs/logs/..%2F..?task=talker"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(plain, (200, "first\nsecond\n".to_string()));
+    let frame: serde_json::Value = serde_json::from_str(&framed.1).unwrap();
+    assert_eq!(frame["File"], "alloc/logs/talker.stdout.0");
+    use base64::Engine;
+    let data =
+        base64::engine::general_purpose::STANDARD.decode(frame["Data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, b"first\nsecond\n");
+    assert_eq!(tail, (200, "second\n".to_string()));
+    assert_eq!(bad[0].0, 400);
+    assert_eq!(bad[1].0, 400);
+    assert_eq!(bad[2].0, 404);
+
+    // Follow: a new line arrives within 500 ms of being written.
+    let id = a.id.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let resp = ureq::get(format!(
+            "http://{addr}/v1/client/fs/logs/{id}?task=talker&plain=true&follow=true&origin=end&offset=0"
+        ))
+        .call()
+        .unwrap();
+        let mut body = resp.into_body().into_reader();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = body.read(&mut buf) {
+            if n == 0
+                || tx.send((Instant::now(), String::from_utf8_lossy(&buf[..n]).into())).is_err()
+            {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let written = Instant::now();
+    std::fs::write(alloc_dir.join("talker/local/tick"), "").unwrap();
+    let (at, text) =
+        tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    assert_eq!(text, "tick\n");
+    let latency = at.duration_since(written);
+    assert!(latency < Duration::from_millis(500), "follow latency {latency:?}");
+    c.shutdown();
+}
