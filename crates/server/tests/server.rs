@@ -13,5 +13,7 @@ mod http;
 mod liveness;
 #[path = "server/processes.rs"]
 mod processes;
+#[path = "server/services.rs"]
+mod services;
 #[path = "server/single.rs"]
 mod single;

@@ -11,9 +11,11 @@ mod allocs;
 mod body;
 mod error;
 mod evals;
+mod events;
 mod jobs;
 mod nodes;
 mod plan;
+mod services;
 mod ui;
 
 pub use error::ApiError;
@@ -43,6 +45,8 @@ pub struct HttpConfig {
     pub name: String,
     pub region: String,
     pub datacenter: String,
+    /// How often `/v1/event/stream` sends a `{}` line when nothing happens (Nomad: 30 s).
+    pub event_heartbeat: std::time::Duration,
 }
 
 impl HttpConfig {
@@ -66,6 +70,7 @@ impl Default for HttpConfig {
             name: String::new(),
             region: "global".into(),
             datacenter: "dc1".into(),
+            event_heartbeat: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -118,6 +123,10 @@ pub fn router(handle: ServerHandle, config: HttpConfig) -> Router {
         .route("/v1/status/peers", get(agent::peers))
         .route("/v1/operator/raft/configuration", get(agent::raft_configuration))
         .route("/v1/operator/raft/peer", axum::routing::delete(agent::remove_peer))
+        .route("/v1/event/stream", get(events::stream))
+        .route("/v1/services", get(services::list))
+        .route("/v1/service/{name}", get(services::read))
+        .route("/v1/service/{name}/{id}", axum::routing::delete(services::delete))
         .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("Invalid URL path".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

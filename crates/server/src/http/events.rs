@@ -1,0 +1,434 @@
+//! `GET /v1/event/stream`: Nomad's event stream as ndjson, one `{"Index":N,"Events":[…]}` line
+//! per applied change that matches the request's topics (`topic=Service:web`, `Job:*`, `*`),
+//! and a `{}` line every heartbeat interval (30 s, as Nomad) so clients and proxies know the
+//! stream is alive.
+//!
+//! Events are derived by comparing the state after each applied index with what the stream has
+//! already seen (objects whose modify index moved are upserts, objects that vanished are
+//! deletions), so nothing in the state machine knows about streams. The consequence: a stream
+//! reports each object's latest version, not every intermediate one, and `index=N` replays the
+//! current version of everything modified after N rather than a buffered history.
+
+use super::ApiError;
+use super::{query_options, Ctx, Pairs};
+use crate::server::Consistency;
+use crate::state::{State, Table};
+use axum::body::Body;
+use axum::extract::State as AxState;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use model::ServiceRegistration;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// The most `topic` parameters a request may give.
+const MAX_TOPICS: usize = 64;
+/// The longest topic filter key, in bytes.
+const MAX_FILTER_KEY_LEN: usize = 256;
+
+/// The topics orc emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Topic {
+    Job,
+    Allocation,
+    Evaluation,
+    Node,
+    Service,
+}
+
+const TOPICS: [Topic; 5] =
+    [Topic::Job, Topic::Allocation, Topic::Evaluation, Topic::Node, Topic::Service];
+
+impl Topic {
+    fn name(self) -> &'static str {
+        match self {
+            Topic::Job => "Job",
+            Topic::Allocation => "Allocation",
+            Topic::Evaluation => "Evaluation",
+            Topic::Node => "Node",
+            Topic::Service => "Service",
+        }
+    }
+
+    fn table(self) -> Table {
+        match self {
+            Topic::Job => Table::Jobs,
+            Topic::Allocation => Table::Allocs,
+            Topic::Evaluation => Table::Evals,
+            Topic::Node => Table::Nodes,
+            Topic::Service => Table::Services,
+        }
+    }
+}
+
+/// Which events a stream wants: per topic, `None` for every key or the set of keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Subscription {
+    topics: BTreeMap<Topic, Option<BTreeSet<String>>>,
+    namespace: String,
+}
+
+/// Parses the `topic` parameters (`Topic:FilterKey`; default `*:*`). Nomad topics orc does not
+/// have (ACL, deployments, CSI, …) are accepted and simply never produce events.
+pub(crate) fn parse_topics(values: &[&str], namespace: &str) -> Result<Subscription, ApiError> {
+    if values.len() > MAX_TOPICS {
+        return Err(ApiError::BadRequest(format!("at most {MAX_TOPICS} topics per stream")));
+    }
+    let mut sub = Subscription { namespace: namespace.to_owned(), ..Subscription::default() };
+    let all: Vec<&str> = if values.is_empty() { vec!["*:*"] } else { values.to_vec() };
+    for v in all {
+        let (topic, key) = v.split_once(':').unwrap_or((v, "*"));
+        if key.is_empty() || key.len() > MAX_FILTER_KEY_LEN {
+            return Err(ApiError::BadRequest(format!(
+                "invalid topic {v:?}: the filter key must be 1 to {MAX_FILTER_KEY_LEN} bytes"
+            )));
+        }
+        if topic.is_empty() || !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'*') {
+            return Err(ApiError::BadRequest(format!("invalid topic {v:?}")));
+        }
+        for t in TOPICS.iter().filter(|t| topic == "*" || t.name() == topic) {
+            let entry = sub.topics.entry(*t).or_insert_with(|| Some(BTreeSet::new()));
+            if key == "*" {
+                *entry = None;
+            } else if let Some(keys) = entry {
+                keys.insert(key.to_owned());
+            }
+        }
+    }
+    Ok(sub)
+}
+
+/// One event, in Nomad's shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Event {
+    pub topic: &'static str,
+    #[serde(rename = "Type")]
+    pub event_type: &'static str,
+    pub key: String,
+    pub namespace: String,
+    pub filter_keys: Vec<String>,
+    pub index: u64,
+    pub payload: Value,
+}
+
+/// What a stream has already reported, per topic: each object's modify index (and, for
+/// services, the registration itself, which a deregistration event carries).
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    seen: BTreeMap<Topic, BTreeMap<String, u64>>,
+    services: BTreeMap<String, ServiceRegistration>,
+    table_index: BTreeMap<Topic, u64>,
+}
+
+impl Tracker {
+    /// Starts tracking `state`: with `replay_after` 0, only later changes are reported;
+    /// otherwise objects modified after it are reported by the first [`Tracker::events`].
+    pub fn new(sub: &Subscription, state: &State, replay_after: u64) -> Tracker {
+        let mut t = Tracker::default();
+        for topic in sub.topics.keys() {
+            let seen = t.seen.entry(*topic).or_default();
+            for_each(state, *topic, |id, modify_index, _| {
+                if replay_after == 0 || modify_index <= replay_after {
+                    seen.insert(id.to_owned(), modify_index);
+                }
+            });
+            if replay_after == 0 {
+                t.table_index.insert(*topic, state.table_index(topic.table()));
+            }
+            if *topic == Topic::Service {
+                t.services = state.services().map(|s| (s.id.clone(), s.clone())).collect();
+            }
+        }
+        t
+    }
+
+    /// The events that take the stream from what it has seen to `state`, in index order.
+    pub fn events(&mut self, sub: &Subscription, state: &State) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (topic, keys) in &sub.topics {
+            let table_index = state.table_index(topic.table());
+            if self.table_index.get(topic) == Some(&table_index) {
+                continue;
+            }
+            self.table_index.insert(*topic, table_index);
+            let seen = self.seen.entry(*topic).or_default();
+            let mut present = BTreeSet::new();
+            let mut upserts = Vec::new();
+            for_each(state, *topic, |id, modify_index, ev| {
+                present.insert(id.to_owned());
+                if seen.get(id) != Some(&modify_index) {
+                    seen.insert(id.to_owned(), modify_index);
+                    upserts.push(ev());
+                }
+            });
+            let gone: Vec<String> =
+                seen.keys().filter(|id| !present.contains(*id)).cloned().collect();
+            for id in gone {
+                seen.remove(&id);
+                let last = if *topic == Topic::Service { self.services.remove(&id) } else { None };
+                upserts.push(deletion(*topic, &id, last, state.table_index(topic.table())));
+            }
+            if *topic == Topic::Service {
+                for e in &upserts {
+                    if e.event_type == "ServiceRegistration" {
+                        if let Some(s) = state.service(&e.key) {
+                            self.services.insert(s.id.clone(), s.clone());
+                        }
+                    }
+                }
+            }
+            out.extend(upserts.into_iter().filter(|e| wanted(sub, keys.as_ref(), e)));
+        }
+        out.sort_by_key(|e| e.index);
+        out
+    }
+}
+
+fn wanted(sub: &Subscription, keys: Option<&BTreeSet<String>>, e: &Event) -> bool {
+    let ns_ok = sub.namespace == "*" || e.namespace.is_empty() || e.namespace == sub.namespace;
+    let key_ok =
+        keys.is_none_or(|k| k.contains(&e.key) || e.filter_keys.iter().any(|f| k.contains(f)));
+    ns_ok && key_ok
+}
+
+/// Calls `f(id, modify_index, make_event)` for every object of `topic`.
+fn for_each(state: &State, topic: Topic, mut f: impl FnMut(&str, u64, &dyn Fn() -> Event)) {
+    match topic {
+        Topic::Job => {
+            for j in state.jobs() {
+                let ev = || Event {
+                    topic: "Job",
+                    event_type: if j.stop { "JobDeregistered" } else { "JobRegistered" },
+                    key: j.id.clone(),
+                    namespace: j.namespace.clone(),
+                    filter_keys: Vec::new(),
+                    index: j.modify_index,
+                    payload: json!({ "Job": j }),
+                };
+                // Jobs share IDs across namespaces.
+                f(&format!("{}\u{0}{}", j.namespace, j.id), j.modify_index, &ev);
+            }
+        }
+        Topic::Allocation => {
+            for a in state.allocs() {
+                let ev = || Event {
+                    topic: "Allocation",
+                    event_type: "AllocationUpdated",
+                    key: a.id.clone(),
+                    namespace: a.namespace.clone(),
+                    filter_keys: vec![a.job_id.clone()],
+                    index: a.modify_index,
+                    payload: json!({ "Allocation": a }),
+                };
+                f(&a.id, a.modify_index, &ev);
+            }
+        }
+        Topic::Evaluation => {
+            for e in state.evals() {
+                let ev = || Event {
+                    topic: "Evaluation",
+                    event_type: "EvaluationUpdated",
+                    key: e.id.clone(),
+                    namespace: e.namespace.clone(),
+                    filter_keys: vec![e.job_id.clone()],
+                    index: e.modify_index,
+                    payload: json!({ "Evaluation": e }),
+                };
+                f(&e.id, e.modify_index, &ev);
+            }
+        }
+        Topic::Node => {
+            for n in state.nodes() {
+                let ev = || Event {
+                    topic: "Node",
+                    event_type: "NodeRegistration",
+                    key: n.id.clone(),
+                    namespace: String::new(),
+                    filter_keys: Vec::new(),
+                    index: n.modify_index,
+                    payload: json!({ "Node": n }),
+                };
+                f(&n.id, n.modify_index, &ev);
+            }
+        }
+        Topic::Service => {
+            for s in state.services() {
+                let ev = || service_event("ServiceRegistration", s, s.modify_index);
+                f(&s.id, s.modify_index, &ev);
+            }
+        }
+    }
+}
+
+fn service_event(event_type: &'static str, s: &ServiceRegistration, index: u64) -> Event {
+    Event {
+        topic: "Service",
+        event_type,
+        key: s.id.clone(),
+        namespace: s.namespace.clone(),
+        filter_keys: vec![s.job_id.clone(), s.service_name.clone()],
+        index,
+        payload: json!({ "Service": s }),
+    }
+}
+
+/// The event for an object that left the state at (or before) `index`.
+fn deletion(topic: Topic, id: &str, last: Option<ServiceRegistration>, index: u64) -> Event {
+    if let Some(s) = last {
+        return service_event("ServiceDeregistration", &s, index);
+    }
+    let (event_type, payload) = match topic {
+        Topic::Job => {
+            let (ns, job) = id.split_once('\u{0}').unwrap_or(("", id));
+            return Event {
+                topic: "Job",
+                event_type: "JobDeregistered",
+                key: job.to_owned(),
+                namespace: ns.to_owned(),
+                filter_keys: Vec::new(),
+                index,
+                payload: json!({ "Job": { "ID": job, "Namespace": ns } }),
+            };
+        }
+        Topic::Allocation => ("AllocationDeleted", json!({ "Allocation": { "ID": id } })),
+        Topic::Evaluation => ("EvaluationDeleted", json!({ "Evaluation": { "ID": id } })),
+        Topic::Node => ("NodeDeregistration", json!({ "Node": { "ID": id } })),
+        Topic::Service => ("ServiceDeregistration", json!({ "Service": { "ID": id } })),
+    };
+    Event {
+        topic: topic.name(),
+        event_type,
+        key: id.to_owned(),
+        namespace: String::new(),
+        filter_keys: Vec::new(),
+        index,
+        payload,
+    }
+}
+
+/// `GET /v1/event/stream`.
+pub async fn stream(AxState(ctx): AxState<Ctx>, pairs: Pairs) -> Result<Response, ApiError> {
+    let q = query_options(&pairs)?;
+    let topics: Vec<&str> =
+        pairs.iter().filter(|(k, _)| k == "topic").map(|(_, v)| v.as_str()).collect();
+    let sub = parse_topics(&topics, &q.namespace)?;
+    let tracker =
+        ctx.handle.read(Consistency::Stale, |s| Tracker::new(&sub, s, q.min_index)).await?;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(16);
+    let heartbeat = ctx.config.event_heartbeat;
+    let handle = ctx.handle.clone();
+    tokio::spawn(async move {
+        let mut tracker = tracker;
+        let mut next_heartbeat = Instant::now() + heartbeat;
+        // With a replay index, the first pass reports what changed after it.
+        let mut seen_index = if q.min_index > 0 { 0 } else { handle.applied_index() };
+        loop {
+            let remaining = next_heartbeat.saturating_duration_since(Instant::now());
+            let applied = handle.wait_for_index(seen_index + 1, remaining).await;
+            if applied > seen_index {
+                seen_index = applied;
+                let read = handle.read(Consistency::Stale, |s| tracker.events(&sub, s)).await;
+                let Ok(events) = read else { return };
+                if !events.is_empty() {
+                    let line = json!({ "Index": seen_index, "Events": events });
+                    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+                    bytes.push(b'\n');
+                    if tx.send(bytes).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if Instant::now() >= next_heartbeat {
+                next_heartbeat = Instant::now() + heartbeat;
+                if tx.send(b"{}\n".to_vec()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(bytes::Bytes::from(b)), rx))
+    });
+    let mut resp = Body::from_stream(body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{apply, Command};
+
+    fn svc(id: &str, name: &str, ns: &str) -> ServiceRegistration {
+        ServiceRegistration {
+            id: id.into(),
+            service_name: name.into(),
+            namespace: ns.into(),
+            job_id: "job".into(),
+            ..ServiceRegistration::default()
+        }
+    }
+
+    #[test]
+    fn topics_parse_with_filter_keys_and_bounds() {
+        let s = parse_topics(&["Service:web", "Service:api", "Job:*"], "default").unwrap();
+        assert_eq!(s.topics.len(), 2);
+        assert_eq!(
+            s.topics[&Topic::Service],
+            Some(BTreeSet::from(["web".to_string(), "api".to_string()]))
+        );
+        assert_eq!(s.topics[&Topic::Job], None);
+        assert_eq!(parse_topics(&[], "default").unwrap().topics.len(), 5);
+        assert_eq!(parse_topics(&["ACLToken"], "default").unwrap().topics.len(), 0);
+        assert!(parse_topics(&["Service:"], "default").is_err());
+        assert!(parse_topics(&["Ser\nvice"], "default").is_err());
+        assert!(parse_topics(&["Job"; 65], "default").is_err());
+    }
+
+    #[test]
+    fn service_changes_become_registration_and_deregistration_events() {
+        let mut state = State::new();
+        let mut index = 0;
+        let mut run = |state: &mut State, c: Command| {
+            index += 1;
+            apply(state, index, c);
+        };
+        run(&mut state, Command::ServiceRegister { services: vec![svc("old", "web", "default")] });
+        let sub = parse_topics(&["Service:web"], "default").unwrap();
+        let mut t = Tracker::new(&sub, &state, 0);
+        assert_eq!(t.events(&sub, &state), []);
+
+        run(
+            &mut state,
+            Command::ServiceRegister {
+                services: vec![
+                    svc("a", "web", "default"),
+                    svc("b", "api", "default"),
+                    svc("c", "web", "prod"),
+                ],
+            },
+        );
+        run(&mut state, Command::ServiceDeregister { ids: vec!["old".into()] });
+        let got: Vec<(&str, String, u64)> =
+            t.events(&sub, &state).into_iter().map(|e| (e.event_type, e.key, e.index)).collect();
+        assert_eq!(
+            got,
+            [("ServiceRegistration", "a".into(), 2), ("ServiceDeregistration", "old".into(), 3)]
+        );
+        assert_eq!(t.events(&sub, &state), [], "nothing new, nothing sent");
+
+        // A replay from index 1 reports what changed after it, still filtered.
+        let mut replay = Tracker::new(&sub, &state, 1);
+        let keys: Vec<String> = replay.events(&sub, &state).into_iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["a"]);
+        let e = &Tracker::new(&sub, &state, 1).events(&sub, &state)[0];
+        let v = serde_json::to_value(e).unwrap();
+        assert_eq!(v["Topic"], "Service");
+        assert_eq!(v["FilterKeys"], json!(["job", "web"]));
+        assert_eq!(v["Payload"]["Service"]["ServiceName"], "web");
+    }
+}
