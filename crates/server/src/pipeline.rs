@@ -1,4 +1,14 @@
-@@HEAD@@
+//! The leader's scheduling loop, in its simplest correct form: take pending evaluations from the
+//! state, run [`scheduler::schedule`] on a snapshot, re-check the plan with
+//! [`scheduler::verify_plan`], and commit the accepted part with the evaluation's outcome as one
+//! [`Command::PlanResults`].
+//!
+//! It runs one evaluation at a time on the leader, which is what makes re-checking against the
+//! same snapshot sufficient: no other plan can commit in between. It does not yet do what
+//! Nomad's broker adds for throughput and fairness (parallel workers, per-job serialisation
+//! across workers, nack timeouts). Blocked evaluations are retried when the nodes change, not
+//! when allocations free capacity.
+
 use crate::server::{Consistency, ServerHandle};
 use crate::state::{AllocStop, Command, PlanResults, State};
 use model::{EvalStatus, Evaluation};
@@ -117,7 +127,70 @@ fn results(plan: &Plan, verdict: &PlanVerdict, eval: &Evaluation, now: i64) -> P
     PlanResults { eval_id: eval.id.clone(), allocs, stops, evals }
 }
 
-@@RUN@@
+/// Blocked evaluations to retry: those blocked before the last change to the nodes table (a node
+/// joined, came back, or became eligible, so capacity may exist now). They go back to pending, as
+/// Nomad's blocked-evals tracker unblocks them on node updates.
+pub fn unblock(state: &State) -> Vec<Evaluation> {
+    let nodes_changed = state.table_index(crate::state::Table::Nodes);
+    state
+        .evals()
+        .filter(|e| e.status == EvalStatus::Blocked && e.modify_index < nodes_changed)
+        .map(|e| {
+            let mut e = e.clone();
+            e.status = EvalStatus::Pending;
+            e.status_description = "unblocked: node capacity changed".into();
+            e
+        })
+        .collect()
+}
+
+/// Runs the loop until the server stops: on the leader, processes pending evaluations in
+/// priority then creation order; elsewhere, waits.
+pub async fn run(handle: ServerHandle) {
+    loop {
+        let applied = handle.applied_index();
+        if handle.is_leader() {
+            let now = now_unix_nanos();
+            let next = handle
+                .read(Consistency::Stale, |s| {
+                    s.evals()
+                        .filter(|e| e.status == EvalStatus::Pending && e.wait_until <= now)
+                        .min_by_key(|e| (-e.priority, e.create_index))
+                        .map(|e| {
+                            let (_, command) = process(s, e, now);
+                            command
+                        })
+                })
+                .await;
+            let next = match next {
+                Ok(None) => handle
+                    .read(Consistency::Stale, unblock)
+                    .await
+                    .map(|evals| (!evals.is_empty()).then_some(Command::EvalUpsert { evals })),
+                other => other,
+            };
+            match next {
+                Ok(Some(command)) => {
+                    if let Err(e) = handle.write(command).await {
+                        tracing::warn!(error = %e, "committing a plan failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "pipeline read failed"),
+            }
+        }
+        // Delayed evaluations become due without any write, so look again at least every second.
+        let waited = std::time::Instant::now();
+        handle.wait_for_index(applied + 1, Duration::from_secs(1)).await;
+        if handle.applied_index() == applied && waited.elapsed() < Duration::from_millis(10) {
+            // The wait returned at once without progress: the server is stopping. Do not spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
