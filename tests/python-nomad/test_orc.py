@@ -2,7 +2,7 @@
 
 Driven by crates/orc/tests/cli/python_nomad.rs, which starts a server with fake nodes, writes
 the job JSON that `orc job run -output examples/nginx.job` prints, and sets NOMAD_ADDR and
-ORC_TEST_JOB_JSON. Runs in order: each test builds on the previous one's state.
+ORC_TEST_JOB_JSON (and ORC_TEST_SERVERS, the number of servers). Runs in order: each test builds on the previous one's state.
 """
 
 import json
@@ -91,15 +91,18 @@ class T01Jobs(unittest.TestCase):
 
     def test_4_agent_and_status(self):
         n = client()
+        expected = int(os.environ.get("ORC_TEST_SERVERS", "1"))
         members = n.agent.get_members()
-        self.assertEqual(len(members["Members"]), 1)
-        self.assertEqual(members["Members"][0]["Status"], "alive")
+        self.assertEqual(len(members["Members"]), expected)
+        self.assertTrue(all(m["Status"] == "alive" for m in members["Members"]))
         self.assertIn("member", n.agent.get_agent())
         leader = n.status.leader.get_leader()
         self.assertTrue(leader.startswith("127.0.0.1:"))
-        self.assertEqual(n.status.peers.get_peers(), [leader])
+        peers = n.status.peers.get_peers()
+        self.assertEqual(len(peers), expected)
+        self.assertIn(leader, peers)
         servers = n.operator.get_configuration()["Servers"]
-        self.assertTrue(servers[0]["Leader"])
+        self.assertEqual([s["Address"] for s in servers if s["Leader"]], [leader])
 
     def test_5_parse(self):
         n = client()

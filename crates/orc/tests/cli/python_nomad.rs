@@ -1,13 +1,13 @@
 //! python-nomad 2.1.0 (the Python client many operators script with) against an orc server:
 //! runs tests/python-nomad/test_orc.py with pytest. The job it registers is the JSON that
-//! `orc job run -output examples/nginx.job` prints.
+//! `orc job run -output examples/nginx.job` prints. Against one dev server, and through a
+//! follower of three.
 
-use super::walkthrough::start;
+use super::walkthrough::{start_servers, Cluster};
 use super::{orc, repo, stderr, stdout};
 use std::process::Command;
 
-#[test]
-fn python_nomad_client_works_against_orc() {
+fn require_python_nomad() {
     let probe = Command::new("python3")
         .args([
             "-c",
@@ -22,8 +22,10 @@ fn python_nomad_client_works_against_orc() {
         stdout(&probe),
         stderr(&probe)
     );
+}
 
-    let c = start(2);
+/// Runs the Python suite against `c`, which has `servers` servers.
+fn run_suite(c: &Cluster, servers: usize) {
     let job = orc(&["job", "run", "-output", "examples/nginx.job"]);
     assert!(job.status.success(), "{}", stderr(&job));
     let dir = tempfile::tempdir().unwrap();
@@ -35,6 +37,7 @@ fn python_nomad_client_works_against_orc() {
         .current_dir(repo())
         .env("NOMAD_ADDR", c.addr())
         .env("ORC_TEST_JOB_JSON", &job_path)
+        .env("ORC_TEST_SERVERS", servers.to_string())
         .env_remove("NOMAD_TOKEN")
         .env_remove("NOMAD_NAMESPACE")
         .env_remove("NOMAD_REGION")
@@ -42,4 +45,17 @@ fn python_nomad_client_works_against_orc() {
         .unwrap();
     assert!(out.status.success(), "pytest failed:\n{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("7 passed"), "{}", stdout(&out));
+}
+
+#[test]
+fn python_nomad_client_works_against_a_dev_server() {
+    require_python_nomad();
+    run_suite(&start_servers(1, 2), 1);
+}
+
+/// The same suite through a follower of three servers: reads answered there, writes forwarded.
+#[test]
+fn python_nomad_client_works_against_three_servers() {
+    require_python_nomad();
+    run_suite(&start_servers(3, 2), 3);
 }

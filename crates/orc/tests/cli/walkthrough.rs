@@ -41,35 +41,68 @@ fn fake_node(i: usize) -> Node {
 
 /// Starts a dev server with `nodes` fake nodes, its HTTP API and its scheduling pipeline.
 pub fn start(nodes: usize) -> Cluster {
+    start_servers(1, nodes)
+}
+
+/// Starts `servers` in-memory servers that find each other and bootstrap together, each with its
+/// HTTP API and scheduling pipeline, and registers `nodes` fake nodes. With several servers,
+/// [`Cluster::addr`] is a follower's API, so every write is forwarded to the leader.
+pub fn start_servers(servers: usize, nodes: usize) -> Cluster {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let addr = runtime.block_on(async {
-        let rpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let rpc_addr = rpc.local_addr().unwrap().to_string();
-        let mut config = Config { name: "orc-dev".into(), ..Config::default() };
-        config.server.enabled = true;
-        config.raft.heartbeat_interval_ms = 50;
-        config.raft.election_timeout_min_ms = 300;
-        config.raft.election_timeout_max_ms = 600;
-        let seams = Seams {
-            rpc_listener: Box::new(rpc),
-            rpc_advertise: rpc_addr,
-            connector: Arc::new(TcpConnector),
-            store: None,
+        let mut listeners = Vec::new();
+        for _ in 0..servers {
+            listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let rpc_addrs: Vec<String> =
+            listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+        let mut apis = Vec::new();
+        for (i, rpc) in listeners.into_iter().enumerate() {
+            let name = if servers == 1 { "orc-dev".to_owned() } else { format!("orc-{i}") };
+            let mut config = Config { name, ..Config::default() };
+            config.server.enabled = true;
+            config.server.bootstrap_expect = servers as u32;
+            config.server.server_join.retry_join = rpc_addrs.clone();
+            config.server.server_join.retry_interval = std::time::Duration::from_millis(100);
+            config.raft.heartbeat_interval_ms = 50;
+            config.raft.election_timeout_min_ms = 300;
+            config.raft.election_timeout_max_ms = 600;
+            let seams = Seams {
+                rpc_listener: Box::new(rpc),
+                rpc_advertise: rpc_addrs[i].clone(),
+                connector: Arc::new(TcpConnector),
+                store: None,
+            };
+            let handle = Server::start(config.clone(), seams).await.unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(http::serve(
+                listener,
+                handle.clone(),
+                HttpConfig::from_server(&config),
+                std::future::pending(),
+            ));
+            tokio::spawn(server::pipeline::run(handle.clone()));
+            apis.push((handle, addr));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let leader = loop {
+            let seen: Vec<Option<u64>> =
+                apis.iter().map(|(h, _)| h.leader().map(|m| m.id)).collect();
+            if let Some(Some(id)) = seen.first() {
+                if seen.iter().all(|l| *l == Some(*id)) {
+                    break *id;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no agreed leader: {seen:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         };
-        let handle = Server::start(config.clone(), seams).await.unwrap();
+        let (handle, addr) =
+            apis.iter().find(|(h, _)| servers == 1 || h.id() != leader).unwrap().clone();
         for i in 1..=nodes {
             handle.write(Command::NodeRegister { node: Box::new(fake_node(i)) }).await.unwrap();
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(http::serve(
-            listener,
-            handle.clone(),
-            HttpConfig::from_server(&config),
-            std::future::pending(),
-        ));
-        tokio::spawn(server::pipeline::run(handle));
         addr
     });
     Cluster { addr, _runtime: runtime }
