@@ -7,7 +7,7 @@
 use crate::conn::ReadArgs;
 use crate::{
     alloc_client_cmd, alloc_cmd, flags, fmt_cmd, job_cmd, job_remote, node_cmd, operator_cmd,
-    server_cmd,
+    server_cmd, service_cmd,
 };
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -45,6 +45,9 @@ pub enum Command {
     /// Inspect the servers.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Read orc's own service catalogue.
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Cluster operations.
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -111,6 +114,14 @@ pub enum NodeCommand {
     Drain(node_cmd::DrainArgs),
     /// Allow or forbid new work on a node.
     Eligibility(node_cmd::EligibilityArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// List the registered services.
+    List(service_cmd::ListArgs),
+    /// Show the instances of one service, with their health.
+    Info(service_cmd::InfoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +214,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Node(NodeCommand::Drain(a)) => node_cmd::drain(&a),
         Command::Node(NodeCommand::Eligibility(a)) => node_cmd::eligibility(&a),
         Command::Server(ServerCommand::Members(a)) => operator_cmd::members(&a),
+        Command::Service(ServiceCommand::List(a)) => service_cmd::list(&a),
+        Command::Service(ServiceCommand::Info(a)) => service_cmd::info(&a),
         Command::Operator(OperatorCommand::Raft(RaftCommand::ListPeers(a))) => {
             operator_cmd::list_peers(&a)
         }

@@ -17,3 +17,4 @@ mod node_cmd;
 mod operator_cmd;
 mod output;
 mod server_cmd;
+mod service_cmd;
