@@ -6,7 +6,6 @@
 
 use crate::conn::{context, resolve, ApiArgs};
 use crate::output::s;
-use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -62,8 +61,9 @@ pub struct SignalArgs {
     pub task: Option<String>,
 }
 
-/// The allocation (full) and the base URL of its node's client endpoints.
-fn locate(api: &ApiArgs, prefix: &str) -> anyhow::Result<(Value, String)> {
+/// The allocation (full) and where its client endpoints answer: the node itself first, then the
+/// server, which forwards to the node (for when the node is not reachable from here).
+fn locate(api: &ApiArgs, prefix: &str) -> anyhow::Result<(Value, Vec<String>)> {
     let client = api.client();
     let stub = resolve(&client, "/v1/allocations", prefix, "allocation")?;
     let (alloc, _) = client
@@ -73,10 +73,12 @@ fn locate(api: &ApiArgs, prefix: &str) -> anyhow::Result<(Value, String)> {
         .get::<Value>(&format!("/v1/node/{}", s(&alloc, "NodeID")), &[])
         .map_err(|e| context("Error querying node", e))?;
     let addr = s(&node, "HTTPAddr");
-    if addr.is_empty() {
-        anyhow::bail!("node {} has no HTTP address to reach its client at", s(&node, "ID"));
+    let mut bases = Vec::new();
+    if !addr.is_empty() {
+        bases.push(format!("http://{addr}"));
     }
-    Ok((alloc, format!("http://{addr}")))
+    bases.push(client.addr().trim_end_matches('/').to_string());
+    Ok((alloc, bases))
 }
 
 /// The task to use: the one named, or the group's only task.
@@ -111,8 +113,22 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().new_agent()
 }
 
-fn get_stream(url: &str) -> anyhow::Result<Box<dyn Read + Send>> {
-    let resp = agent().get(url).call().with_context(|| format!("reaching the client at {url}"))?;
+/// GETs `path` from the first base that answers.
+fn get_stream(bases: &[String], path: &str) -> anyhow::Result<Box<dyn Read + Send>> {
+    let mut last = None;
+    let mut resp = None;
+    for base in bases {
+        match agent().get(format!("{base}{path}")).call() {
+            Ok(r) => {
+                resp = Some(r);
+                break;
+            }
+            Err(e) => last = Some(anyhow::anyhow!("reaching {base}: {e}")),
+        }
+    }
+    let Some(resp) = resp else {
+        return Err(last.unwrap_or_else(|| anyhow::anyhow!("nowhere to ask")));
+    };
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
     if status != 200 {
@@ -124,20 +140,19 @@ fn get_stream(url: &str) -> anyhow::Result<Box<dyn Read + Send>> {
 
 /// `orc alloc logs`.
 pub fn logs(args: &LogsArgs) -> anyhow::Result<u8> {
-    let (alloc, base) = locate(&args.api, &args.alloc)?;
+    let (alloc, bases) = locate(&args.api, &args.alloc)?;
     let task = pick_task(&alloc, args.task.as_deref())?;
     let id = s(&alloc, "ID");
     let kind = if args.stderr { "stderr" } else { "stdout" };
-    let url = |extra: &str| {
-        format!("{base}/v1/client/fs/logs/{id}?task={task}&type={kind}&plain=true{extra}")
-    };
+    let url =
+        |extra: &str| format!("/v1/client/fs/logs/{id}?task={task}&type={kind}&plain=true{extra}");
     let mut out = std::io::stdout().lock();
     if args.tail {
         let lines = args.lines.unwrap_or(10);
         // Enough bytes for the wanted lines in all but pathological logs.
         let bytes = (lines * 512).max(16 * 1024);
         let mut text = Vec::new();
-        get_stream(&url(&format!("&origin=end&offset={bytes}")))?.read_to_end(&mut text)?;
+        get_stream(&bases, &url(&format!("&origin=end&offset={bytes}")))?.read_to_end(&mut text)?;
         let text = String::from_utf8_lossy(&text);
         let all: Vec<&str> = text.split_inclusive('\n').collect();
         for line in &all[all.len().saturating_sub(lines)..] {
@@ -148,10 +163,13 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<u8> {
             return Ok(0);
         }
         // Follow from the end: what was printed above is not repeated.
-        return copy_stream(get_stream(&url("&origin=end&offset=0&follow=true"))?, &mut out);
+        return copy_stream(
+            get_stream(&bases, &url("&origin=end&offset=0&follow=true"))?,
+            &mut out,
+        );
     }
     let follow = if args.follow { "&follow=true" } else { "" };
-    copy_stream(get_stream(&url(follow))?, &mut out)
+    copy_stream(get_stream(&bases, &url(follow))?, &mut out)
 }
 
 fn copy_stream(mut from: Box<dyn Read + Send>, out: &mut impl Write) -> anyhow::Result<u8> {
@@ -167,12 +185,22 @@ fn copy_stream(mut from: Box<dyn Read + Send>, out: &mut impl Write) -> anyhow::
     }
 }
 
-fn post(url: &str, body: &Value) -> anyhow::Result<()> {
-    let resp = agent()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .with_context(|| format!("reaching the client at {url}"))?;
+fn post(bases: &[String], path: &str, body: &Value) -> anyhow::Result<()> {
+    let mut result = None;
+    for base in bases {
+        let sent = agent()
+            .post(format!("{base}{path}"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string());
+        match sent {
+            Ok(r) => {
+                result = Some(Ok(r));
+                break;
+            }
+            Err(e) => result = Some(Err(anyhow::anyhow!("reaching {base}: {e}"))),
+        }
+    }
+    let resp = result.unwrap_or_else(|| Err(anyhow::anyhow!("nowhere to ask")))?;
     let status = resp.status().as_u16();
     if status != 200 {
         let text = resp.into_body().read_to_string().unwrap_or_default();
@@ -183,20 +211,20 @@ fn post(url: &str, body: &Value) -> anyhow::Result<()> {
 
 /// `orc alloc restart`.
 pub fn restart(args: &RestartArgs) -> anyhow::Result<u8> {
-    let (alloc, base) = locate(&args.api, &args.alloc)?;
+    let (alloc, bases) = locate(&args.api, &args.alloc)?;
     let id = s(&alloc, "ID");
     let body = match &args.task {
         Some(t) => serde_json::json!({ "TaskName": pick_task(&alloc, Some(t))? }),
         None => serde_json::json!({ "AllTasks": true }),
     };
-    post(&format!("{base}/v1/client/allocation/{id}/restart"), &body)
+    post(&bases, &format!("/v1/client/allocation/{id}/restart"), &body)
         .map_err(|e| anyhow::anyhow!("Failed to restart allocation: {e}"))?;
     Ok(0)
 }
 
 /// `orc alloc signal`.
 pub fn signal(args: &SignalArgs) -> anyhow::Result<u8> {
-    let (alloc, base) = locate(&args.api, &args.alloc)?;
+    let (alloc, bases) = locate(&args.api, &args.alloc)?;
     let id = s(&alloc, "ID");
     let task = match &args.task {
         Some(t) => pick_task(&alloc, Some(t))?,
@@ -206,7 +234,7 @@ pub fn signal(args: &SignalArgs) -> anyhow::Result<u8> {
         "Task": task,
         "Signal": args.signal.clone().unwrap_or_else(|| "SIGKILL".into()),
     });
-    post(&format!("{base}/v1/client/allocation/{id}/signal"), &body)
+    post(&bases, &format!("/v1/client/allocation/{id}/signal"), &body)
         .map_err(|e| anyhow::anyhow!("Error signalling allocation: {e}"))?;
     Ok(0)
 }

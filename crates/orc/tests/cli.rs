@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "cli/agent.rs"]
+mod agent;
 #[path = "cli/python_nomad.rs"]
 mod python_nomad;
 #[path = "cli/walkthrough.rs"]

@@ -9,6 +9,7 @@
 mod agent;
 mod allocs;
 mod body;
+mod client_proxy;
 mod error;
 mod evals;
 mod events;
@@ -107,6 +108,15 @@ pub fn router(handle: ServerHandle, config: HttpConfig) -> Router {
         .route("/v1/allocations", get(allocs::list))
         .route("/v1/allocation/{id}", get(allocs::read))
         .route("/v1/allocation/{id}/stop", post(allocs::stop).put(allocs::stop))
+        .route("/v1/client/fs/logs/{alloc}", get(client_proxy::logs))
+        .route(
+            "/v1/client/allocation/{alloc}/restart",
+            post(client_proxy::restart).put(client_proxy::restart),
+        )
+        .route(
+            "/v1/client/allocation/{alloc}/signal",
+            post(client_proxy::signal).put(client_proxy::signal),
+        )
         .route("/v1/evaluations", get(evals::list))
         .route("/v1/evaluation/{id}", get(evals::read))
         .route("/v1/evaluation/{id}/allocations", get(evals::allocations))

@@ -1,0 +1,385 @@
+//! `orc agent -dev` as a user runs it: a real agent process on free ports, jobs submitted with
+//! `orc run`, observed with `orc alloc logs`/`status` and the HTTP API, killed with SIGKILL and
+//! restarted. Every test stops its jobs; the fixture also kills any task process groups the
+//! agent recorded, so nothing outlives a failed test.
+
+use super::{orc_in, repo, stderr, stdout};
+use serde_json::Value;
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct DevAgent {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    http: u16,
+    rpc: u16,
+}
+
+impl DevAgent {
+    fn start() -> DevAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = DevAgent { child: None, dir, http: free_port(), rpc: free_port() };
+        a.spawn();
+        a
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_orc"))
+            .args(["agent", "-dev", "-data-dir"])
+            .arg(self.data())
+            .args(["-http-port", &self.http.to_string(), "-rpc-port", &self.rpc.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        // Ready once a client node is registered and ready.
+        self.wait(Duration::from_secs(20), "a ready node", |a| {
+            a.get("/v1/nodes").is_some_and(|n| n[0]["Status"] == "ready")
+        });
+    }
+
+    fn addr(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        let resp = ureq::get(format!("{}{path}", self.addr())).call().ok()?;
+        serde_json::from_str(&resp.into_body().read_to_string().ok()?).ok()
+    }
+
+    fn orc(&self, args: &[&str]) -> std::process::Output {
+        let mut full = vec![args[0]];
+        let addr = self.addr();
+        full.extend(["-address", addr.as_str()]);
+        full.extend(&args[1..]);
+        orc_in(&repo(), &full, &[])
+    }
+
+    fn wait(&self, limit: Duration, what: &str, mut f: impl FnMut(&DevAgent) -> bool) {
+        let start = Instant::now();
+        while !f(self) {
+            if start.elapsed() > limit {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
+                panic!("no {what} within {limit:?}; agent log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn allocs(&self, job: &str) -> Vec<Value> {
+        self.get(&format!("/v1/job/{job}/allocations"))
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    fn alloc(&self, id: &str) -> Value {
+        self.get(&format!("/v1/allocation/{id}")).unwrap()
+    }
+
+    fn sigkill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// The task pids the agent recorded.
+    fn task_pids(&self) -> Vec<u32> {
+        std::fs::read_dir(self.data().join("client/allocs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| serde_json::from_slice::<Value>(&std::fs::read(e.path()).ok()?).ok())
+            .flat_map(|v| {
+                v["handles"]
+                    .as_object()
+                    .map(|h| h.values().filter_map(|x| x["pid"].as_u64()).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .map(|p| p as u32)
+            .collect()
+    }
+}
+
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        let pids = self.task_pids();
+        self.sigkill();
+        for pid in pids {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
+    }
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z")
+}
+
+fn only_alloc(agent: &DevAgent, job: &str) -> String {
+    agent.wait(Duration::from_secs(10), "allocation", |a| a.allocs(job).len() == 1);
+    agent.allocs(job)[0]["ID"].as_str().unwrap().to_string()
+}
+
+fn status_of(agent: &DevAgent, id: &str) -> String {
+    agent.alloc(id)["ClientStatus"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn dev_agent_runs_hello_answers_streams_logs_and_stops_within_kill_timeout() {
+    let agent = DevAgent::start();
+    let out = agent.orc(&["run", "examples/hello.job"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let id = only_alloc(&agent, "hello");
+    agent.wait(Duration::from_secs(10), "running hello", |a| status_of(a, &id) == "running");
+    let alloc = agent.alloc(&id);
+    let port = alloc["AllocatedResources"]["Shared"]["Ports"][0]["Value"].as_u64().unwrap() as u16;
+    let mut body = String::new();
+    agent.wait(Duration::from_secs(10), "an HTTP answer", |_| {
+        body = http_get(port).unwrap_or_default();
+        body.contains("200 OK")
+    });
+    assert!(body.contains(&format!("hello from {id}")), "{body}");
+
+    // A second job prints a line whenever asked; `orc alloc logs -f` shows it within 500 ms.
+    let job = agent.dir.path().join("ticker.job");
+    std::fs::write(
+        &job,
+        r#"job "ticker" {
+  datacenters = ["*"]
+  group "t" {
+    task "ticker" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo started; while true; do if [ -f local/tick ]; then rm local/tick; echo tick; fi; sleep 0.02; done"]
+      }
+      kill_timeout = "2s"
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    let out = agent.orc(&["run", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tid = only_alloc(&agent, "ticker");
+    agent.wait(Duration::from_secs(10), "running ticker", |a| status_of(a, &tid) == "running");
+    let addr = agent.addr();
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_orc"))
+        .args(["alloc", "logs", "-address", &addr, "-f", &tid[..8]])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in reader.lines() {
+            if tx.send((Instant::now(), line.unwrap_or_default())).is_err() {
+                return;
+            }
+        }
+    });
+    let (_, first) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(first, "started");
+    std::thread::sleep(Duration::from_millis(300));
+    let tick = agent.data().join("alloc").join(&tid).join("ticker/local/tick");
+    let written = Instant::now();
+    std::fs::write(&tick, "").unwrap();
+    let (at, line) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(line, "tick");
+    let latency = at.duration_since(written);
+    assert!(latency < Duration::from_millis(500), "log follow latency {latency:?}");
+    follow.kill().unwrap();
+    let _ = follow.wait();
+    // The same log through the server, which forwards to the agent; and a path that tries to
+    // leave the allocation directory is refused there.
+    let via_server = ureq::get(format!(
+        "{}/v1/client/fs/logs/{tid}?task=ticker&type=stdout&plain=true",
+        agent.addr()
+    ))
+    .call()
+    .unwrap()
+    .into_body()
+    .read_to_string()
+    .unwrap();
+    assert_eq!(via_server, "started\ntick\n");
+    let escape = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+        .get(format!("{}/v1/client/fs/logs/{tid}?task=..%2F..%2F..%2Fetc&plain=true", agent.addr()))
+        .call()
+        .unwrap();
+    assert_eq!(escape.status().as_u16(), 400);
+
+    // Stop: killed within kill_timeout (hello: the default 5 s; its shell dies on SIGTERM).
+    let start = Instant::now();
+    for j in ["hello", "ticker"] {
+        let out = agent.orc(&["stop", j]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    agent.wait(Duration::from_secs(5), "stopped allocations", |a| {
+        status_of(a, &id) == "complete" && status_of(a, &tid) == "complete"
+    });
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(http_get(port).is_none_or(|b| !b.contains("200 OK")));
+}
+
+#[test]
+fn sigkilled_agent_readopts_running_tasks_without_restarting_them() {
+    let mut agent = DevAgent::start();
+    let out = agent.orc(&["run", "examples/hello.job"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = only_alloc(&agent, "hello");
+    agent.wait(Duration::from_secs(10), "running hello", |a| status_of(a, &id) == "running");
+    let pids = agent.task_pids();
+    assert_eq!(pids.len(), 1);
+    agent.sigkill();
+    assert!(alive(pids[0]), "the task must outlive the agent");
+    agent.spawn();
+    agent.wait(Duration::from_secs(10), "re-adoption", |a| {
+        a.alloc(&id)["TaskStates"]["server"]["Events"].as_array().is_some_and(|e| {
+            e.iter().any(|e| e["DisplayMessage"].as_str().is_some_and(|m| m.contains("re-adopted")))
+        })
+    });
+    let alloc = agent.alloc(&id);
+    let events = alloc["TaskStates"]["server"]["Events"].as_array().unwrap();
+    let started_by_client =
+        events.iter().filter(|e| e["DisplayMessage"] == "Task started by client").count();
+    assert_eq!(started_by_client, 1, "started twice: {events:#?}");
+    assert_eq!(agent.task_pids(), pids);
+    assert!(alive(pids[0]));
+    assert_eq!(agent.allocs("hello").len(), 1);
+    let out = agent.orc(&["stop", "hello"]);
+    assert!(out.status.success());
+    agent.wait(Duration::from_secs(8), "stopped hello", |a| status_of(a, &id) == "complete");
+    agent.wait(Duration::from_secs(2), "the task gone", |_| !alive(pids[0]));
+}
+
+#[test]
+fn crash_restarts_per_policy_then_fails_and_is_rescheduled_and_batch_exit_codes() {
+    let agent = DevAgent::start();
+    let job = agent.dir.path().join("crash.job");
+    std::fs::write(
+        &job,
+        r#"job "crash" {
+  datacenters = ["*"]
+  group "c" {
+    restart {
+      attempts = 1
+      delay    = "200ms"
+      interval = "1h"
+      mode     = "fail"
+    }
+    reschedule {
+      attempts       = 1
+      interval       = "1h"
+      delay          = "5s"
+      delay_function = "constant"
+      unlimited      = false
+    }
+    task "crash" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo crashing; exit 3"]
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    let out = agent.orc(&["run", "-detach", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    agent.wait(Duration::from_secs(30), "a rescheduled allocation", |a| {
+        let allocs = a.allocs("crash");
+        allocs.len() >= 2 && allocs.iter().any(|x| x["ClientStatus"] == "failed")
+    });
+    let allocs = agent.allocs("crash");
+    let failed = allocs.iter().find(|x| x["ClientStatus"] == "failed").unwrap();
+    let first = agent.alloc(failed["ID"].as_str().unwrap());
+    let state = &first["TaskStates"]["crash"];
+    assert_eq!(state["Restarts"], 1);
+    let types: Vec<&str> =
+        state["Events"].as_array().unwrap().iter().filter_map(|e| e["Type"].as_str()).collect();
+    assert!(types.ends_with(&["Terminated", "Not Restarting"]), "{types:?}");
+    let replacement = allocs.iter().find(|x| x["ID"] != failed["ID"]).unwrap();
+    assert_eq!(agent.alloc(replacement["ID"].as_str().unwrap())["PreviousAllocation"], first["ID"]);
+    let out = agent.orc(&["stop", "-purge", "crash"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    for (name, code, status) in [("ok", 0, "complete"), ("bad", 7, "failed")] {
+        let job = agent.dir.path().join(format!("{name}.job"));
+        std::fs::write(
+            &job,
+            format!(
+                r#"job "{name}" {{
+  datacenters = ["*"]
+  type        = "batch"
+  group "b" {{
+    restart {{
+      attempts = 0
+      mode     = "fail"
+    }}
+    reschedule {{
+      attempts  = 0
+      unlimited = false
+    }}
+    task "b" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "exit {code}"]
+      }}
+    }}
+  }}
+}}
+"#
+            ),
+        )
+        .unwrap();
+        let out = agent.orc(&["run", "-detach", job.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let id = only_alloc(&agent, name);
+        agent.wait(Duration::from_secs(10), "a finished batch allocation", |a| {
+            status_of(a, &id) == status
+        });
+        let alloc = agent.alloc(&id);
+        let term = alloc["TaskStates"]["b"]["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["Type"] == "Terminated")
+            .cloned()
+            .unwrap();
+        assert_eq!(term["ExitCode"], code);
+    }
+}
