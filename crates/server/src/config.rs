@@ -103,6 +103,8 @@ pub struct ServerBlock {
     /// How long past its TTL a node may stay silent before it is marked down (Nomad: `10s`).
     #[serde(deserialize_with = "go_duration")]
     pub heartbeat_grace: Duration,
+    /// Scheduler workers on the leader; 0 means one per core, Nomad's default.
+    pub num_schedulers: u32,
 }
 
 impl Default for ServerBlock {
@@ -115,6 +117,7 @@ impl Default for ServerBlock {
             min_heartbeat_ttl: heartbeat.min_ttl,
             max_heartbeats_per_second: heartbeat.max_per_second,
             heartbeat_grace: heartbeat.grace,
+            num_schedulers: 0,
         }
     }
 }

@@ -4,18 +4,22 @@
 //! `state` (the pure state machine), `rpc` + `transport` (gRPC between servers over passed-in
 //! listeners and connectors), `raft` (the only openraft user).
 
+pub mod blocked;
+pub mod broker;
 pub mod codec;
 pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod node_endpoint;
 pub mod pipeline;
+mod plan_apply;
 pub mod raft;
 pub mod rpc;
 pub mod server;
 pub mod state;
 pub mod store;
 pub mod transport;
+mod worker;
 
 pub use config::Config;
 pub use server::{

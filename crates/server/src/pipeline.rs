@@ -1,42 +1,38 @@
-//! The leader's scheduling loop, in its simplest correct form: take pending evaluations from the
-//! state, run [`scheduler::schedule`] on a snapshot, re-check the plan with
-//! [`scheduler::verify_plan`], and commit the accepted part with the evaluation's outcome as one
-//! [`Command::PlanResults`].
+//! The leader's scheduling pipeline, as Nomad's (reference §4.1): the replicated evaluations feed
+//! an evaluation [`Broker`]; scheduler workers ([`crate::worker`]) take evaluations from it and
+//! run [`scheduler::schedule`] on a shared [`Cluster`] view; the plan applier
+//! ([`crate::plan_apply`]) re-verifies each plan against the latest state and commits its
+//! feasible part; [`Blocked`] evaluations wait for capacity; delayed ones wait in the broker.
 //!
-//! It runs one evaluation at a time on the leader, which is what makes re-checking against the
-//! same snapshot sufficient: no other plan can commit in between. It does not yet do what
-//! Nomad's broker adds for throughput and fairness (parallel workers, per-job serialisation
-//! across workers, nack timeouts). Blocked evaluations are retried when the nodes change, not
-//! when allocations free capacity.
+//! Everything here lives only while this server leads and is rebuilt from the replicated state
+//! by the next leader; nothing in it is persisted. The [`Cluster`] view is kept incrementally:
+//! each refresh copies only what changed since the index it last saw, because rebuilding the
+//! scheduler's state per evaluation costs more than scheduling at scale. This module does not
+//! decide placements (the scheduler does) nor liveness (the server's heartbeat tracker does).
 
-use crate::server::{Consistency, ServerHandle};
-use crate::state::{AllocStop, Command, PlanResults, State};
-use model::{EvalStatus, Evaluation};
+use crate::blocked::{Blocked, Freed};
+use crate::broker::{Broker, BrokerConfig};
+use crate::server::ServerHandle;
+use crate::state::{AllocStop, Command, PlanResults, State, Table};
+use model::{EvalStatus, Evaluation, NodeStatus, SchedulingEligibility, TriggeredBy};
 use scheduler::{ClusterState, EvalContext, Plan, PlanVerdict};
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
 
 /// The scheduler's view of the replicated state: every node, allocation and tracked job version.
+/// Built from scratch; the pipeline keeps a [`Cluster`] up to date instead.
 pub fn cluster_state(state: &State) -> ClusterState {
-    let mut cs = ClusterState::new();
-    for n in state.nodes() {
-        cs.upsert_node(n.clone());
-    }
-    for j in state.jobs() {
-        for v in state.job_versions(&j.namespace, &j.id) {
-            cs.insert_job_version(v.clone());
-        }
-        cs.insert_job_version(j.clone());
-    }
-    for a in state.allocs() {
-        cs.upsert_alloc(a.clone());
-    }
-    cs
+    let mut cluster = Cluster::default();
+    cluster.sync(state);
+    cluster.state
 }
 
 /// The seed of an evaluation's random choices: fixed by its ID and the snapshot, so a retry on
 /// a newer snapshot sees a fresh node order, as in Nomad.
-fn seed_for(eval_id: &str, index: u64) -> u64 {
+pub(crate) fn seed_for(eval_id: &str, index: u64) -> u64 {
     let mut h =
         std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
             .build_hasher();
@@ -45,15 +41,23 @@ fn seed_for(eval_id: &str, index: u64) -> u64 {
     h.finish()
 }
 
-fn now_unix_nanos() -> i64 {
+pub(crate) fn now_unix_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
 }
 
-/// Computes the plan for `eval` against `state`, and the command that commits its accepted part
-/// and completes the evaluation.
+/// A fresh evaluation ID.
+pub(crate) fn new_eval_id(salt: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    scheduler::Rng::new(seed_for(salt, (now_unix_nanos() as u64) ^ (n << 32))).uuid()
+}
+
+/// Computes the plan for `eval` against `state`, and the command that commits it and completes
+/// the evaluation, without the broker: what `job plan` (a dry run) shows.
 pub fn process(state: &State, eval: &Evaluation, now: i64) -> (Plan, Command) {
     let cs = cluster_state(state);
     let job = state.job(&eval.namespace, &eval.job_id);
@@ -65,22 +69,64 @@ pub fn process(state: &State, eval: &Evaluation, now: i64) -> (Plan, Command) {
     };
     let plan = scheduler::schedule(&cs, job, &ctx);
     let verdict = scheduler::verify_plan(&cs, &plan);
-    let mut results = results(&plan, &verdict, eval, now);
-    // This evaluation reconsidered the whole job, so earlier blocked evaluations of the job are
-    // superseded, as Nomad's blocked-evals tracker keeps one per job.
-    for old in state.evals_by_job(&eval.namespace, &eval.job_id) {
-        if old.status == EvalStatus::Blocked && old.id != eval.id {
+    let mut finish = completion(&plan, eval, state.index(), now);
+    finish.splice(0..0, superseded_blocked(state, eval, now));
+    let command = Command::PlanResults(results(&plan, &verdict, eval, Some(finish), now));
+    (plan, command)
+}
+
+/// Blocked evaluations of the job other than `eval`: an evaluation reconsiders the whole job, so
+/// they are cancelled, as Nomad's blocked-evals tracker keeps at most one per job.
+pub(crate) fn superseded_blocked(state: &State, eval: &Evaluation, now: i64) -> Vec<Evaluation> {
+    state
+        .evals_by_job(&eval.namespace, &eval.job_id)
+        .into_iter()
+        .filter(|old| old.status == EvalStatus::Blocked && old.id != eval.id)
+        .map(|old| {
             let mut old = old.clone();
             old.status = EvalStatus::Canceled;
             old.status_description = format!("superseded by evaluation {}", eval.id);
             old.modify_time = now;
-            results.evals.insert(0, old);
-        }
-    }
-    (plan, Command::PlanResults(results))
+            old
+        })
+        .collect()
 }
 
-fn results(plan: &Plan, verdict: &PlanVerdict, eval: &Evaluation, now: i64) -> PlanResults {
+/// The evaluations that complete `eval` once its plan is fully committed: the evaluation itself
+/// with the scheduler's metrics, its blocked evaluation and follow-ups.
+pub(crate) fn completion(
+    plan: &Plan,
+    eval: &Evaluation,
+    snapshot: u64,
+    now: i64,
+) -> Vec<Evaluation> {
+    let mut evals: Vec<Evaluation> = plan.followup_evals.clone();
+    let mut done = eval.clone();
+    done.status = EvalStatus::Complete;
+    done.status_description.clear();
+    done.failed_tg_allocs = plan.failed_tg_allocs.clone();
+    done.queued_allocations = plan.queued_allocations.clone();
+    done.snapshot_index = snapshot;
+    done.modify_time = now;
+    if let Some(b) = &plan.blocked_eval {
+        let mut b = b.clone();
+        b.snapshot_index = snapshot;
+        done.blocked_eval = b.id.clone();
+        evals.push(b);
+    }
+    evals.push(done);
+    evals
+}
+
+/// The command committing the part of `plan` that `verdict` accepted, with `finish` (the
+/// evaluations completing it) only when all of it was accepted.
+pub(crate) fn results(
+    plan: &Plan,
+    verdict: &PlanVerdict,
+    eval: &Evaluation,
+    finish: Option<Vec<Evaluation>>,
+    now: i64,
+) -> PlanResults {
     let accepted = |node: &String| verdict.accepted_nodes.contains(node);
     let allocs = plan
         .node_allocation
@@ -101,94 +147,385 @@ fn results(plan: &Plan, verdict: &PlanVerdict, eval: &Evaluation, now: i64) -> P
             modify_time: now,
         })
         .collect();
-    let mut evals: Vec<Evaluation> = plan.followup_evals.clone();
-    let mut done = eval.clone();
-    done.status = EvalStatus::Complete;
-    done.failed_tg_allocs = plan.failed_tg_allocs.clone();
-    done.queued_allocations = plan.queued_allocations.clone();
-    done.modify_time = now;
-    if let Some(b) = &plan.blocked_eval {
-        done.blocked_eval = b.id.clone();
-        evals.push(b.clone());
-    }
-    if !verdict.is_complete() {
-        // Nodes refused part of the plan: complete this evaluation and retry the job with a
-        // fresh one, as Nomad's worker does after a partial commit.
-        let mut retry = eval.clone();
-        retry.id = scheduler::Rng::new(seed_for(&eval.id, now as u64)).uuid();
-        retry.previous_eval = eval.id.clone();
-        retry.status = EvalStatus::Pending;
-        retry.create_time = now;
-        retry.modify_time = now;
-        done.next_eval = retry.id.clone();
-        evals.push(retry);
-    }
-    evals.push(done);
+    let evals = if verdict.is_complete() { finish.unwrap_or_default() } else { Vec::new() };
     PlanResults { eval_id: eval.id.clone(), allocs, stops, evals }
 }
 
-/// Blocked evaluations to retry: those blocked before the last change to the nodes table (a node
-/// joined, came back, or became eligible, so capacity may exist now). They go back to pending, as
-/// Nomad's blocked-evals tracker unblocks them on node updates.
-pub fn unblock(state: &State) -> Vec<Evaluation> {
-    let nodes_changed = state.table_index(crate::state::Table::Nodes);
-    state
-        .evals()
-        .filter(|e| e.status == EvalStatus::Blocked && e.modify_index < nodes_changed)
-        .map(|e| {
-            let mut e = e.clone();
-            e.status = EvalStatus::Pending;
-            e.status_description = "unblocked: node capacity changed".into();
-            e
-        })
-        .collect()
+/// The scheduler's state kept in step with the replicated [`State`], and the index it reflects.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    pub state: ClusterState,
+    pub index: u64,
 }
 
-/// Runs the loop until the server stops: on the leader, processes pending evaluations in
-/// priority then creation order; elsewhere, waits.
-pub async fn run(handle: ServerHandle) {
-    loop {
-        let applied = handle.applied_index();
-        if handle.is_leader() {
-            let now = now_unix_nanos();
-            let next = handle
-                .read(Consistency::Stale, |s| {
-                    s.evals()
-                        .filter(|e| e.status == EvalStatus::Pending && e.wait_until <= now)
-                        .min_by_key(|e| (-e.priority, e.create_index))
-                        .map(|e| {
-                            let (_, command) = process(s, e, now);
-                            command
-                        })
-                })
-                .await;
-            let next = match next {
-                Ok(None) => handle
-                    .read(Consistency::Stale, unblock)
-                    .await
-                    .map(|evals| (!evals.is_empty()).then_some(Command::EvalUpsert { evals })),
-                other => other,
-            };
-            match next {
-                Ok(Some(command)) => {
-                    if let Err(e) = handle.write(command).await {
-                        tracing::warn!(error = %e, "committing a plan failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+/// What a [`Cluster::sync`] saw change, for the broker and the blocked tracker.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Evaluations that became pending.
+    pub pending: Vec<Evaluation>,
+    /// Evaluations that became blocked.
+    pub blocked: Vec<Evaluation>,
+    /// Evaluations that finished (complete, failed, cancelled).
+    pub finished: Vec<Evaluation>,
+    /// Where capacity appeared.
+    pub freed: Freed,
+    /// Evaluations to create because a new allocation of a job in the middle of a rolling
+    /// update became healthy: the scheduler paces destructive updates on health.
+    pub rollout: Vec<Evaluation>,
+}
+
+impl Cluster {
+    /// Copies into the cluster view what changed in `s` since the last sync, using each table's
+    /// modify index to skip unchanged tables and each row's to skip unchanged rows.
+    pub fn sync(&mut self, s: &State) -> Changes {
+        let since = self.index;
+        let mut changes =
+            Changes { freed: Freed { index: s.index(), ..Freed::default() }, ..Changes::default() };
+        if s.index() <= since {
+            return changes;
+        }
+        let changed = |t: Table| s.table_index(t) > since;
+        if changed(Table::Jobs) {
+            for j in s.jobs().filter(|j| j.modify_index > since) {
+                for v in s.job_versions(&j.namespace, &j.id) {
+                    if v.modify_index > since {
+                        self.state.insert_job_version(v.clone());
                     }
-                    continue;
                 }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "pipeline read failed"),
+                self.state.insert_job_version(j.clone());
             }
         }
-        // Delayed evaluations become due without any write, so look again at least every second.
-        let waited = std::time::Instant::now();
-        handle.wait_for_index(applied + 1, Duration::from_secs(1)).await;
-        if handle.applied_index() == applied && waited.elapsed() < Duration::from_millis(10) {
-            // The wait returned at once without progress: the server is stopping. Do not spin.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if changed(Table::Nodes) {
+            let mut present = 0;
+            for n in s.nodes() {
+                present += 1;
+                if n.modify_index <= since {
+                    continue;
+                }
+                if n.status == NodeStatus::Ready
+                    && n.scheduling_eligibility == SchedulingEligibility::Eligible
+                {
+                    changes.freed.classes.insert(n.compute_class());
+                }
+                self.state.upsert_node(n.clone());
+            }
+            // The scheduler's view never forgets a node (its index must stay stable), so a
+            // deregistered node stays as a down one and its allocations count as lost.
+            if present < self.state.nodes().len() {
+                let gone: Vec<_> = self
+                    .state
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.status != NodeStatus::Down && s.node(&n.id).is_none())
+                    .cloned()
+                    .collect();
+                for mut n in gone {
+                    n.status = NodeStatus::Down;
+                    self.state.upsert_node(n);
+                }
+            }
+        }
+        if changed(Table::Allocs) {
+            let mut healthy = BTreeSet::new();
+            for a in s.allocs().filter(|a| a.modify_index > since) {
+                let before = self.state.alloc(&a.id);
+                let was_live = before.is_some_and(|b| !b.is_terminal());
+                if was_live && a.is_terminal() {
+                    if let Some(n) = self.state.node_idx(&a.node_id) {
+                        let class = self.state.class_name(self.state.node_class(n)).to_owned();
+                        changes.freed.classes.insert(class);
+                    }
+                }
+                let was_healthy = before
+                    .and_then(|b| b.deployment_status.as_ref())
+                    .and_then(|d| d.healthy)
+                    .unwrap_or(false);
+                let is_healthy =
+                    a.deployment_status.as_ref().and_then(|d| d.healthy).unwrap_or(false);
+                if is_healthy && !was_healthy {
+                    healthy.insert((a.namespace.clone(), a.job_id.clone()));
+                }
+                self.state.upsert_alloc(a.clone());
+            }
+            if self.state.alloc_count() > s.alloc_count() {
+                let gone: Vec<String> = self
+                    .state
+                    .allocs()
+                    .filter(|a| s.alloc(&a.id).is_none())
+                    .map(|a| a.id.clone())
+                    .collect();
+                for id in gone {
+                    self.state.remove_alloc(&id);
+                }
+            }
+            for (ns, job_id) in healthy {
+                if let Some(e) = self.rollout_eval(s, &ns, &job_id) {
+                    changes.rollout.push(e);
+                }
+            }
+        }
+        if changed(Table::Evals) {
+            for e in s.evals().filter(|e| e.modify_index > since) {
+                match e.status {
+                    EvalStatus::Pending => changes.pending.push(e.clone()),
+                    EvalStatus::Blocked => changes.blocked.push(e.clone()),
+                    _ => changes.finished.push(e.clone()),
+                }
+            }
+        }
+        self.index = s.index();
+        changes
+    }
+
+    /// An evaluation continuing a rolling update, when the job still runs allocations of an
+    /// older version and has no evaluation pending already.
+    fn rollout_eval(&self, s: &State, namespace: &str, job_id: &str) -> Option<Evaluation> {
+        let job = s.job(namespace, job_id)?;
+        let cs = &self.state;
+        let behind = cs.allocs_by_job(namespace, job_id).iter().any(|&slot| {
+            let a = cs.alloc_at(slot);
+            a.job_version < job.version && !a.is_terminal()
+        });
+        let queued =
+            s.evals_by_job(namespace, job_id).iter().any(|e| e.status == EvalStatus::Pending);
+        if !behind || job.stop || queued {
+            return None;
+        }
+        let now = now_unix_nanos();
+        Some(Evaluation {
+            id: new_eval_id(job_id),
+            namespace: namespace.to_owned(),
+            priority: job.priority,
+            job_type: job.job_type,
+            triggered_by: TriggeredBy::RollingUpdate,
+            job_id: job_id.to_owned(),
+            job_modify_index: job.job_modify_index,
+            status: EvalStatus::Pending,
+            create_time: now,
+            modify_time: now,
+            ..Evaluation::default()
+        })
+    }
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineConfig {
+    /// Scheduler workers.
+    pub workers: usize,
+    pub broker: BrokerConfig,
+}
+
+impl PipelineConfig {
+    /// The settings a server's configuration asks for.
+    pub fn of(handle: &ServerHandle) -> Self {
+        let n = handle.config().server.num_schedulers as usize;
+        let workers = if n == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            n
+        };
+        PipelineConfig { workers, broker: BrokerConfig::default() }
+    }
+}
+
+/// A plan handed to the plan applier, with what completes its evaluation when it commits whole.
+pub(crate) struct Submission {
+    pub plan: Plan,
+    pub eval: Evaluation,
+    pub finish: Vec<Evaluation>,
+    pub reply: tokio::sync::oneshot::Sender<Result<PlanVerdict, crate::Error>>,
+}
+
+/// Everything the leader's pipeline tasks share.
+pub(crate) struct Leader {
+    pub handle: ServerHandle,
+    pub cluster: RwLock<Cluster>,
+    pub broker: Mutex<Broker>,
+    pub blocked: Mutex<Blocked>,
+    /// Wakes workers when evaluations become ready.
+    pub ready: Notify,
+    /// Writes the pipeline decided on (cancellations, failures, new evaluations), made by the
+    /// leader loop so no worker waits on them.
+    pub outbox: Mutex<Vec<Evaluation>>,
+    pub wake: Notify,
+    pub plans: mpsc::Sender<Submission>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Leader {
+    /// Brings the cluster view up to the applied state and feeds what changed to the broker and
+    /// the blocked tracker. Returns the index the view now reflects.
+    pub fn refresh(&self) -> u64 {
+        let (changes, index) = {
+            // The view's lock is taken before the state's: workers hold only the view's while
+            // scheduling, and Raft's apply only the state's, so neither waits on a scheduler.
+            let mut cluster = self.cluster.write().unwrap_or_else(|e| e.into_inner());
+            let state = self.handle.state_lock().read().unwrap_or_else(|e| e.into_inner());
+            if state.index() <= cluster.index {
+                return cluster.index;
+            }
+            (cluster.sync(&state), cluster.index)
+        };
+        self.feed(changes);
+        index
+    }
+
+    fn feed(&self, changes: Changes) {
+        let now = now_unix_nanos();
+        let mut outbox = Vec::new();
+        let mut retry = Vec::new();
+        {
+            let mut blocked = lock(&self.blocked);
+            for e in &changes.finished {
+                blocked.untrack(&e.namespace, &e.job_id, &e.id);
+            }
+            for e in changes.blocked {
+                let (now_ready, superseded) = blocked.block(e);
+                retry.extend(now_ready);
+                if let Some(mut old) = superseded {
+                    old.status = EvalStatus::Canceled;
+                    old.status_description = "superseded by a newer blocked evaluation".into();
+                    old.modify_time = now;
+                    outbox.push(old);
+                }
+            }
+            if !changes.freed.classes.is_empty() {
+                retry.extend(blocked.unblock(&changes.freed));
+            }
+        }
+        outbox.extend(changes.rollout);
+        let ready = {
+            let mut broker = lock(&self.broker);
+            for e in changes.pending.into_iter().chain(retry) {
+                broker.enqueue(e, now);
+            }
+            broker.ready_len()
+        };
+        if ready > 0 {
+            for _ in 0..ready {
+                self.ready.notify_one();
+            }
+        }
+        if !outbox.is_empty() {
+            lock(&self.outbox).extend(outbox);
+            self.wake.notify_one();
         }
     }
+
+    /// Queues evaluation writes for the leader loop.
+    pub fn send(&self, evals: Vec<Evaluation>) {
+        if !evals.is_empty() {
+            lock(&self.outbox).extend(evals);
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Marks evaluations the broker gave up on as failed, each with a follow-up that retries the
+/// job later, as Nomad's leader does for evaluations past the delivery limit.
+fn failed_with_followups(failed: Vec<Evaluation>, limit: u32, now: i64) -> Vec<Evaluation> {
+    let mut out = Vec::new();
+    for mut e in failed {
+        let mut follow = e.clone();
+        follow.id = new_eval_id(&e.id);
+        follow.triggered_by = TriggeredBy::FailedFollowUp;
+        follow.status = EvalStatus::Pending;
+        follow.status_description.clear();
+        follow.previous_eval = e.id.clone();
+        follow.wait_until = now + 60_000_000_000;
+        follow.create_time = now;
+        follow.modify_time = now;
+        e.status = EvalStatus::Failed;
+        e.status_description = format!("evaluation reached delivery limit ({limit})");
+        e.next_eval = follow.id.clone();
+        e.modify_time = now;
+        out.push(e);
+        out.push(follow);
+    }
+    out
+}
+
+/// Runs the pipeline until the task is aborted: while this server leads, a broker, the blocked
+/// tracker, `workers` scheduler workers and the plan applier, all rebuilt from the replicated
+/// state at each election; elsewhere, waits.
+pub async fn run(handle: ServerHandle) {
+    let config = PipelineConfig::of(&handle);
+    run_with(handle, config).await
+}
+
+/// [`run`] with explicit settings.
+pub async fn run_with(handle: ServerHandle, config: PipelineConfig) {
+    loop {
+        if handle.is_leader() {
+            lead(&handle, config).await;
+        } else {
+            // Winning an election commits a blank entry, so the applied index moves.
+            let applied = handle.applied_index();
+            handle.wait_for_index(applied + 1, Duration::from_millis(250)).await;
+        }
+    }
+}
+
+async fn lead(handle: &ServerHandle, config: PipelineConfig) {
+    let (plans, plan_rx) = mpsc::channel(config.workers.max(1) * 2);
+    let leader = Arc::new(Leader {
+        handle: handle.clone(),
+        cluster: RwLock::new(Cluster::default()),
+        broker: Mutex::new(Broker::new(config.broker)),
+        blocked: Mutex::new(Blocked::new()),
+        ready: Notify::new(),
+        outbox: Mutex::new(Vec::new()),
+        wake: Notify::new(),
+        plans,
+    });
+    tracing::info!(workers = config.workers, "leading: scheduling pipeline started");
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::plan_apply::run(leader.clone(), plan_rx));
+    for _ in 0..config.workers {
+        tasks.spawn(crate::worker::run(leader.clone()));
+    }
+    let mut backoff = Duration::from_millis(50);
+    while handle.is_leader() {
+        // The first refresh rebuilds everything from the replicated state: pending evaluations
+        // into the broker, blocked ones into the tracker.
+        let index = {
+            let l = leader.clone();
+            tokio::task::spawn_blocking(move || l.refresh()).await.unwrap_or(0)
+        };
+        let now = now_unix_nanos();
+        let failed = lock(&leader.broker).tick(now);
+        leader.send(failed_with_followups(failed, config.broker.delivery_limit, now));
+        if lock(&leader.broker).ready_len() > 0 {
+            leader.ready.notify_one();
+        }
+        let writes = std::mem::take(&mut *lock(&leader.outbox));
+        if !writes.is_empty() {
+            if let Err(e) = handle.write(Command::EvalUpsert { evals: writes.clone() }).await {
+                tracing::warn!(error = %e, "writing evaluation updates failed; retrying");
+                lock(&leader.outbox).splice(0..0, writes);
+                // Without a quorum every write fails at once; back off instead of spinning.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            backoff = Duration::from_millis(50);
+        }
+        let wait = lock(&leader.broker)
+            .next_deadline()
+            .map(|d| Duration::from_nanos(d.saturating_sub(now).max(1_000_000) as u64))
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        tokio::select! {
+            _ = handle.wait_for_index(index + 1, wait) => {}
+            _ = leader.wake.notified() => {}
+        }
+    }
+    tracing::info!("leadership lost: scheduling pipeline stopped");
+    tasks.shutdown().await;
 }
 
 #[cfg(test)]
@@ -263,6 +600,8 @@ mod tests {
     #[test]
     fn a_group_that_does_not_fit_is_recorded_with_a_blocked_evaluation() {
         let (mut s, eval) = state_with(4096);
+        let mut cluster = Cluster::default();
+        cluster.sync(&s);
         let (_, command) = process(&s, &eval, 1);
         apply(&mut s, 3, command);
         assert!(s.allocs_by_job("default", "web").is_empty());
@@ -271,20 +610,28 @@ mod tests {
         assert_eq!(done.failed_tg_allocs["g"].dimension_exhausted.get("memory"), Some(&1));
         let blocked = s.eval(&done.blocked_eval).expect("a blocked evaluation is stored").clone();
         assert_eq!(blocked.status, EvalStatus::Blocked);
-        assert!(unblock(&s).is_empty(), "nothing changed since it was blocked");
+        let changes = cluster.sync(&s);
+        assert_eq!(changes.blocked.iter().map(|e| &e.id).collect::<Vec<_>>(), [&blocked.id]);
+        assert!(changes.freed.classes.is_empty(), "nothing freed since it was blocked");
+        let mut tracker = Blocked::new();
+        assert_eq!(tracker.block(changes.blocked[0].clone()), (None, None));
 
         // A bigger node joins: the blocked evaluation is retried and places the group.
         let mut big = s.node("n1").unwrap().clone();
         big.id = "n2".into();
         big.node_resources.memory.memory_mb = 16_384;
         apply(&mut s, 4, Command::NodeRegister { node: Box::new(big) });
-        let retry = unblock(&s);
+        let changes = cluster.sync(&s);
+        assert_eq!(cluster.state.nodes().len(), 2);
+        let retry = tracker.unblock(&changes.freed);
         assert_eq!(retry.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [blocked.id.as_str()]);
-        apply(&mut s, 5, Command::EvalUpsert { evals: retry.clone() });
         let (_, command) = process(&s, &retry[0], 2);
-        apply(&mut s, 6, command);
+        apply(&mut s, 5, command);
         assert_eq!(s.allocs_by_job("default", "web").len(), 2);
         assert_eq!(s.eval(&blocked.id).unwrap().status, EvalStatus::Complete);
+        let changes = cluster.sync(&s);
+        assert_eq!(cluster.state.alloc_count(), 2, "the view follows the committed plan");
+        assert!(changes.finished.iter().any(|e| e.id == blocked.id));
 
         // A newer evaluation of the job supersedes a blocked one.
         let (mut s, eval) = state_with(4096);
@@ -299,5 +646,32 @@ mod tests {
         let blocked: Vec<_> =
             s.evals().filter(|e| e.status == EvalStatus::Blocked).map(|e| e.id.clone()).collect();
         assert_eq!(blocked, [s.eval("e2").unwrap().blocked_eval.clone()]);
+    }
+
+    #[test]
+    fn the_incremental_view_matches_a_rebuild() {
+        let (mut s, eval) = state_with(100);
+        let mut cluster = Cluster::default();
+        cluster.sync(&s);
+        let (_, command) = process(&s, &eval, 1);
+        apply(&mut s, 3, command);
+        let changes = cluster.sync(&s);
+        assert!(changes.finished.iter().any(|e| e.id == "e1"));
+        // An allocation stops: its node's class gains capacity.
+        let id = s.allocs_by_job("default", "web")[0].id.clone();
+        let stop = AllocStop { alloc_id: id.clone(), ..AllocStop::default() };
+        let results =
+            PlanResults { eval_id: "x".into(), stops: vec![stop], ..PlanResults::default() };
+        apply(&mut s, 4, Command::PlanResults(results));
+        let changes = cluster.sync(&s);
+        assert_eq!(changes.freed.classes.len(), 1);
+        // Garbage collection removes it from the view too.
+        apply(&mut s, 5, Command::EvalDelete { eval_ids: vec![], alloc_ids: vec![id] });
+        cluster.sync(&s);
+        let rebuilt = cluster_state(&s);
+        assert_eq!(cluster.state.alloc_count(), rebuilt.alloc_count());
+        let n = cluster.state.node_idx("n1").unwrap();
+        assert_eq!(cluster.state.usage(n), rebuilt.usage(rebuilt.node_idx("n1").unwrap()));
+        assert_eq!(cluster.index, s.index());
     }
 }

@@ -741,6 +741,17 @@ impl ServerHandle {
         self.inner.id
     }
 
+    /// The configuration this server runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The live state, for the pipeline's incremental cluster view, which must read it without
+    /// an await between the read and its own update.
+    pub(crate) fn state_lock(&self) -> &Arc<std::sync::RwLock<State>> {
+        self.inner.raft.state()
+    }
+
     /// The address peers reach this server at.
     pub fn addr(&self) -> &str {
         &self.inner.addr

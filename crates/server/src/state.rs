@@ -437,6 +437,12 @@ impl State {
         self.allocs.get(id)
     }
 
+    /// Number of allocations, terminal ones included.
+    pub fn alloc_count(&self) -> usize {
+        self.allocs.len()
+    }
+
+    /// Every allocation, by ID.
     pub fn allocs(&self) -> impl Iterator<Item = &Allocation> {
         self.allocs.values()
     }

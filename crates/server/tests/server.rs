@@ -11,6 +11,8 @@ mod harness;
 mod http;
 #[path = "server/liveness.rs"]
 mod liveness;
+#[path = "server/pipeline.rs"]
+mod pipeline;
 #[path = "server/processes.rs"]
 mod processes;
 #[path = "server/services.rs"]
