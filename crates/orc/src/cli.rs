@@ -141,6 +141,21 @@ pub enum OperatorCommand {
 pub enum RaftCommand {
     /// List the Raft peers.
     ListPeers(ReadArgs),
+    /// Remove a (dead) server from the Raft configuration.
+    RemovePeer(RemovePeerArgs),
+}
+
+/// `orc operator raft remove-peer -peer-address=IP:port` (or `-peer-id=ID`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RemovePeerArgs {
+    #[command(flatten)]
+    pub api: crate::conn::ApiArgs,
+    /// The RPC address of the server to remove.
+    #[arg(long = "peer-address", value_name = "IP:PORT")]
+    pub peer_address: Option<String>,
+    /// The Raft ID of the server to remove.
+    #[arg(long = "peer-id", value_name = "ID")]
+    pub peer_id: Option<String>,
 }
 
 /// Flags shared by every command that reads a job file.
@@ -218,6 +233,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Service(ServiceCommand::Info(a)) => service_cmd::info(&a),
         Command::Operator(OperatorCommand::Raft(RaftCommand::ListPeers(a))) => {
             operator_cmd::list_peers(&a)
+        }
+        Command::Operator(OperatorCommand::Raft(RaftCommand::RemovePeer(a))) => {
+            operator_cmd::remove_peer(&a)
         }
         Command::Agent(a) => server_cmd::run_agent(&a).map(|()| 0),
         Command::Completion { shell } => {

@@ -75,3 +75,18 @@ pub fn list_peers(args: &ReadArgs) -> anyhow::Result<u8> {
     print(&table(&rows));
     Ok(0)
 }
+
+/// `orc operator raft remove-peer`.
+pub fn remove_peer(args: &crate::cli::RemovePeerArgs) -> anyhow::Result<u8> {
+    let (key, value, shown) = match (&args.peer_address, &args.peer_id) {
+        (Some(a), None) => ("address", a, format!("address {a:?}")),
+        (None, Some(i)) => ("id", i, format!("ID {i:?}")),
+        _ => anyhow::bail!("Exactly one of -peer-address and -peer-id must be given"),
+    };
+    args.api
+        .client()
+        .delete::<Value>("/v1/operator/raft/peer", &[(key, value)])
+        .map_err(|e| context("Error removing peer", e))?;
+    print(&format!("Removed peer with {shown}\n"));
+    Ok(0)
+}

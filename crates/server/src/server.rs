@@ -796,8 +796,15 @@ impl ServerHandle {
     /// applied index, which is below `index` only on timeout. The basis of blocking queries.
     pub async fn wait_for_index(&self, index: u64, timeout: Duration) -> u64 {
         let mut applied = self.inner.raft.applied();
+        let start = Instant::now();
         let wait = applied.wait_for(|a| *a >= index);
-        let _ = tokio::time::timeout(timeout, wait).await;
+        let closed = matches!(tokio::time::timeout(timeout, wait).await, Ok(Err(_)));
+        if closed {
+            // Raft has stopped (a store failure, or shutdown): nothing will be applied again.
+            // Waiting out the timeout keeps callers that poll in a loop (the pipeline, blocking
+            // queries) from spinning on an instant return.
+            tokio::time::sleep(timeout.saturating_sub(start.elapsed())).await;
+        }
         let current = *applied.borrow();
         current
     }
