@@ -5,6 +5,8 @@ use std::process::{Command, Output};
 
 #[path = "cli/agent.rs"]
 mod agent;
+#[path = "cli/cluster.rs"]
+mod cluster;
 #[path = "cli/python_nomad.rs"]
 mod python_nomad;
 #[path = "cli/walkthrough.rs"]
