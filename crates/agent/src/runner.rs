@@ -688,8 +688,9 @@ async fn run_task(
         job.job_type == JobType::Batch || matches!(phase(&task), Phase::Prestart | Phase::Poststop);
     let mut tracker = RestartTracker::new(policy, batch);
     let kill_timeout = task.kill_timeout.unwrap_or(Duration::from_secs(5));
+    // Nomad's default kill_signal is SIGINT.
     let kill_signal =
-        if task.kill_signal.is_empty() { "SIGTERM".to_string() } else { task.kill_signal.clone() };
+        if task.kill_signal.is_empty() { "SIGINT".to_string() } else { task.kill_signal.clone() };
 
     let recovered = {
         let p = shared.persisted.lock().unwrap_or_else(|e| e.into_inner());

@@ -309,6 +309,13 @@ pub async fn run(
     own_servers: Vec<String>,
 ) -> anyhow::Result<Running> {
     let servers = if settings.servers.is_empty() { own_servers } else { settings.servers.clone() };
+    let mut settings = settings.clone();
+    if dev && settings.network_interface.is_none() {
+        // Like `nomad agent -dev`: the node advertises loopback, where its ports answer.
+        let lo = if cfg!(target_os = "linux") { "lo" } else { "lo0" };
+        settings.network_interface = Some(lo.into());
+    }
+    let settings = &settings;
     if servers.is_empty() {
         anyhow::bail!(
             "a client needs servers: set client {{ servers = [\"<ip>:4647\"] }} or pass -servers"

@@ -233,7 +233,7 @@ async fn seed_nginx_job_through_the_standin() {
     }
     let commands = env.commands();
     for name in [&name1, &name2] {
-        assert!(commands.contains(&format!("signal -s SIGTERM -p {name}")), "{commands:#?}");
+        assert!(commands.contains(&format!("signal -s SIGINT -p {name}")), "{commands:#?}");
         let destroys = commands.iter().filter(|c| **c == format!("destroy -p {name} -F")).count();
         assert_eq!(destroys, 1, "{commands:#?}");
     }

@@ -116,9 +116,10 @@ async fn kill_signal_then_sigkill_after_kill_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let servers = FakeServers::new();
     let c = client(servers.clone(), dir.path(), None).await;
-    // Ignores SIGTERM, so only the SIGKILL after kill_timeout ends it.
+    // Ignores SIGINT (the default kill_signal) and SIGTERM, so only the SIGKILL after
+    // kill_timeout ends it.
     let mut stubborn =
-        sh_task("stubborn", "trap '' TERM; echo ready; while true; do sleep 0.1; done");
+        sh_task("stubborn", "trap '' INT TERM; echo ready; while true; do sleep 0.1; done");
     stubborn.kill_timeout = Some(Duration::from_millis(800));
     // Exits on SIGINT, its kill_signal, at once.
     let mut polite = sh_task("polite", "trap 'exit 0' INT; while true; do sleep 0.1; done");

@@ -19,12 +19,25 @@ struct DevAgent {
     dir: tempfile::TempDir,
     http: u16,
     rpc: u16,
+    extra: Vec<String>,
 }
 
 impl DevAgent {
     fn start() -> DevAgent {
         let dir = tempfile::tempdir().unwrap();
-        let mut a = DevAgent { child: None, dir, http: free_port(), rpc: free_port() };
+        let mut a =
+            DevAgent { child: None, dir, http: free_port(), rpc: free_port(), extra: Vec::new() };
+        a.spawn();
+        a
+    }
+
+    /// A dev agent with one more agent file (written into its directory first).
+    fn with_config(config: impl FnOnce(&Path) -> String) -> DevAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.hcl");
+        std::fs::write(&file, config(dir.path())).unwrap();
+        let extra = vec!["-config".to_string(), file.display().to_string()];
+        let mut a = DevAgent { child: None, dir, http: free_port(), rpc: free_port(), extra };
         a.spawn();
         a
     }
@@ -43,6 +56,7 @@ impl DevAgent {
             .args(["agent", "-dev", "-data-dir"])
             .arg(self.data())
             .args(["-http-port", &self.http.to_string(), "-rpc-port", &self.rpc.to_string()])
+            .args(&self.extra)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -64,10 +78,9 @@ impl DevAgent {
     }
 
     fn orc(&self, args: &[&str]) -> std::process::Output {
-        let mut full = vec![args[0]];
         let addr = self.addr();
+        let mut full = args.to_vec();
         full.extend(["-address", addr.as_str()]);
-        full.extend(&args[1..]);
         orc_in(&repo(), &full, &[])
     }
 
@@ -382,4 +395,341 @@ fn crash_restarts_per_policy_then_fails_and_is_rescheduled_and_batch_exit_codes(
             .unwrap();
         assert_eq!(term["ExitCode"], code);
     }
+}
+
+/// The stand-in `pot` next to this test's `deps/` directory, built when missing (only
+/// pot-standin's own tests get `CARGO_BIN_EXE_pot`).
+fn standin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let pot = exe.parent().unwrap().parent().unwrap().join("pot");
+    if !pot.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo).args(["build", "-p", "pot-standin", "--bin", "pot"]).status();
+        assert!(ok.unwrap().success(), "building the pot stand-in failed");
+    }
+    pot
+}
+
+#[test]
+fn pot_job_through_the_standin_scales_to_two_pots_and_stop_destroys_both() {
+    if !Path::new("/usr/bin/python3").exists() && !Path::new("/usr/local/bin/python3").exists() {
+        eprintln!("skipped: the stand-in's test image needs python3");
+        return;
+    }
+    let agent = DevAgent::with_config(|dir| {
+        for d in ["pot/jails", "cache", "tmp", "registry", "work"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        pot_standin::image::build_nginx_test_image(&dir.join("work"), &dir.join("registry"))
+            .unwrap();
+        // The agent runs pot through this wrapper, which records every argv.
+        let wrapper = dir.join("pot-wrapper");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+                dir.join("commands.log").display(),
+                standin().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = |s: &str| dir.join(s).display().to_string();
+        format!(
+            r#"plugin "pot" {{
+  config {{
+    pot_path = "{}"
+    pot_env  = {{ POT_FS_ROOT = "{}", POT_CACHE = "{}", POT_TMP = "{}", POT_NETWORK = "127.{}.7.0/24" }}
+  }}
+}}
+"#,
+            wrapper.display(),
+            d("pot"),
+            d("cache"),
+            d("tmp"),
+            100 + std::process::id() % 50
+        )
+    });
+    let node = agent.get("/v1/nodes").unwrap()[0]["ID"].as_str().unwrap().to_string();
+    let node = agent.get(&format!("/v1/node/{node}")).unwrap();
+    assert_eq!(node["Attributes"]["driver.pot.version"], "0.16.0");
+    let registry = format!("file://{}", agent.dir.path().join("registry").display());
+    let job = agent.dir.path().join("nginx.job");
+    // The seed job's shape, with the stand-in image's fake nginx on port 8080.
+    std::fs::write(
+        &job,
+        format!(
+            r#"job "nginx" {{
+  datacenters = ["*"]
+  group "group1" {{
+    count = 1
+    network {{
+      port "http" {{}}
+    }}
+    task "www1" {{
+      driver = "pot"
+      config {{
+        image        = "{registry}"
+        pot          = "nginx-nomad-amd64-13_1"
+        tag          = "1.1.13"
+        command      = "nginx"
+        args         = ["-g", "'daemon off;'"]
+        port_map     = {{ http = "8080" }}
+      }}
+      env {{
+        NGINX_PORT = "8080"
+      }}
+      kill_timeout = "3s"
+      resources {{
+        cpu    = 200
+        memory = 64
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let out = agent.orc(&["run", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let running = |a: &DevAgent| {
+        a.allocs("nginx").into_iter().filter(|x| x["ClientStatus"] == "running").collect::<Vec<_>>()
+    };
+    agent.wait(Duration::from_secs(30), "a running pot", |a| running(a).len() == 1);
+    let out = agent.orc(&["job", "scale", "nginx", "group1", "2"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    agent.wait(Duration::from_secs(30), "two running pots", |a| running(a).len() == 2);
+    let mut ports = Vec::new();
+    for a in running(&agent) {
+        let full = agent.alloc(a["ID"].as_str().unwrap());
+        let port =
+            full["AllocatedResources"]["Shared"]["Ports"][0]["Value"].as_u64().unwrap() as u16;
+        let mut body = String::new();
+        agent.wait(Duration::from_secs(20), "the pot answering", |_| {
+            body = http_get(port).unwrap_or_default();
+            body.contains("200")
+        });
+        assert!(body.contains(&format!("_{}", a["ID"].as_str().unwrap())), "{body}");
+        ports.push(port);
+    }
+    assert_ne!(ports[0], ports[1]);
+    let log = || std::fs::read_to_string(agent.dir.path().join("commands.log")).unwrap_or_default();
+    let starts: Vec<String> =
+        log().lines().filter_map(|l| l.strip_prefix("start ").map(str::to_string)).collect();
+    assert_eq!(starts.len(), 2, "{}", log());
+    for name in &starts {
+        // prepare … -a <invocation>_<alloc> -n www1, then mounts, env, rss, start: in this order.
+        let log = log();
+        let for_pot: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains(name.as_str())
+                    || (l.starts_with("prepare ") && l.contains(&name["www1_".len()..]))
+            })
+            .map(|l| l.split_whitespace().next().unwrap())
+            .filter(|c| *c != "info")
+            .collect();
+        assert_eq!(
+            for_pot,
+            ["prepare", "mount-in", "mount-in", "mount-in", "set-env", "set-rss", "start"],
+            "{log}"
+        );
+    }
+    let out = agent.orc(&["stop", "nginx"]);
+    assert!(out.status.success());
+    agent.wait(Duration::from_secs(30), "both pots stopped", |a| {
+        a.allocs("nginx").iter().all(|x| x["ClientStatus"] == "complete")
+    });
+    for name in &starts {
+        assert!(log().contains(&format!("signal -s SIGINT -p {name}\n")), "{}", log());
+        assert_eq!(log().matches(&format!("destroy -p {name} -F\n")).count(), 1, "{}", log());
+    }
+    let jails: Vec<String> = std::fs::read_dir(agent.dir.path().join("pot/jails"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(jails, ["nginx-nomad-amd64-13_1_1_1_13"], "no orphaned pot may remain");
+}
+
+/// Real `orc agent` processes: servers and clients.
+struct Cluster {
+    dir: tempfile::TempDir,
+    procs: Vec<(String, Option<Child>)>,
+}
+
+impl Cluster {
+    fn spawn(&mut self, name: &str, args: &[String]) {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_orc"))
+            .arg("agent")
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.push((name.to_string(), Some(child)));
+    }
+
+    fn kill(&mut self, name: &str) {
+        for (n, c) in &mut self.procs {
+            if n == name {
+                if let Some(mut c) = c.take() {
+                    c.kill().unwrap();
+                    c.wait().unwrap();
+                }
+            }
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.procs
+            .iter()
+            .map(|(n, _)| {
+                let text = std::fs::read_to_string(self.dir.path().join(format!("{n}.log")))
+                    .unwrap_or_default();
+                format!("--- {n}\n{text}")
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.procs {
+            if let Some(mut c) = c.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        // Tasks outlive their agents by design; end the ones the clients recorded.
+        for client in ["client0", "client1"] {
+            let allocs = self.dir.path().join(client).join("client/allocs");
+            for e in std::fs::read_dir(allocs).into_iter().flatten().flatten() {
+                let Ok(v) =
+                    serde_json::from_slice::<Value>(&std::fs::read(e.path()).unwrap_or_default())
+                else {
+                    continue;
+                };
+                for h in v["handles"].as_object().into_iter().flat_map(|m| m.values()) {
+                    if let Some(pid) = h["pid"].as_u64() {
+                        let _ =
+                            Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn three_servers_two_clients_a_killed_client_is_replaced_within_ttl_plus_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.hcl"),
+        "server {\n  min_heartbeat_ttl = \"2s\"\n  heartbeat_grace   = \"2s\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("client.hcl"),
+        "plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n",
+    )
+    .unwrap();
+    let mut cluster = Cluster { dir, procs: Vec::new() };
+    let rpc: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let http: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let base = cluster.dir.path().to_path_buf();
+    let d = |s: &str| base.join(s).display().to_string();
+    let mut server_args = Vec::new();
+    for i in 0..3 {
+        let mut args: Vec<String> =
+            ["-server", "-bootstrap-expect", "3", "-bind", "127.0.0.1", "-retry-interval", "200ms"]
+                .map(String::from)
+                .to_vec();
+        args.extend([
+            "-config".into(),
+            d("server.hcl"),
+            "-data-dir".into(),
+            d(&format!("server{i}")),
+        ]);
+        args.extend([
+            "-http-port".into(),
+            http[i].to_string(),
+            "-rpc-port".into(),
+            rpc[i].to_string(),
+        ]);
+        for r in &rpc {
+            args.extend(["-retry-join".into(), format!("127.0.0.1:{r}")]);
+        }
+        server_args.push(args);
+    }
+    for (i, args) in server_args.iter().enumerate() {
+        cluster.spawn(&format!("server{i}"), args);
+    }
+    for i in 0..2 {
+        let mut args: Vec<String> = ["-client", "-bind", "127.0.0.1"].map(String::from).to_vec();
+        args.extend([
+            "-config".into(),
+            d("client.hcl"),
+            "-data-dir".into(),
+            d(&format!("client{i}")),
+        ]);
+        for r in &rpc {
+            args.extend(["-servers".into(), format!("127.0.0.1:{r}")]);
+        }
+        cluster.spawn(&format!("client{i}"), &args);
+    }
+    let addr = format!("http://127.0.0.1:{}", http[1]);
+    let get = |path: &str| -> Option<Value> {
+        let resp = ureq::get(format!("{addr}{path}")).call().ok()?;
+        serde_json::from_str(&resp.into_body().read_to_string().ok()?).ok()
+    };
+    fn wait(c: &Cluster, limit: Duration, what: &str, f: &mut dyn FnMut() -> bool) -> Duration {
+        let start = Instant::now();
+        while !f() {
+            assert!(start.elapsed() < limit, "no {what} within {limit:?}\n{}", c.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        start.elapsed()
+    }
+    wait(&cluster, Duration::from_secs(30), "two ready nodes", &mut || {
+        get("/v1/nodes")
+            .and_then(|n| n.as_array().cloned())
+            .is_some_and(|n| n.len() == 2 && n.iter().all(|x| x["Status"] == "ready"))
+    });
+    let job = cluster.dir.path().join("sleep.job");
+    std::fs::write(
+        &job,
+        "job \"sleep\" {\n  datacenters = [\"*\"]\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/sleep\"\n        args    = [\"600\"]\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let out = orc_in(&repo(), &["run", "-detach", "-address", &addr, job.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let allocs =
+        || get("/v1/job/sleep/allocations").and_then(|v| v.as_array().cloned()).unwrap_or_default();
+    wait(&cluster, Duration::from_secs(20), "a running allocation", &mut || {
+        allocs().iter().any(|a| a["ClientStatus"] == "running")
+    });
+    let first = allocs().into_iter().find(|a| a["ClientStatus"] == "running").unwrap();
+    let node_id = first["NodeID"].as_str().unwrap().to_string();
+    let nodes = get("/v1/nodes").unwrap();
+    let victim = nodes.as_array().unwrap().iter().find(|n| n["ID"] == node_id.as_str()).unwrap();
+    // Which client process owns the node: the one whose data dir holds that node ID.
+    let victim_name = (0..2)
+        .map(|i| format!("client{i}"))
+        .find(|c| {
+            std::fs::read_to_string(cluster.dir.path().join(c).join("client/node-id"))
+                .is_ok_and(|t| t.trim() == victim["ID"].as_str().unwrap())
+        })
+        .unwrap();
+    cluster.kill(&victim_name);
+    let took =
+        wait(&cluster, Duration::from_secs(30), "a replacement on the other node", &mut || {
+            allocs()
+                .iter()
+                .any(|a| a["ClientStatus"] == "running" && a["NodeID"] != node_id.as_str())
+        });
+    // TTL (2 s plus a stagger below 2 s) plus 2 s of grace, plus scheduling and start.
+    assert!(took < Duration::from_secs(12), "replacement took {took:?}");
 }
