@@ -9,7 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock, not std's: the simulator (tests/sim) drives it, so timeouts and heartbeat
+// TTLs follow simulated time. Outside a paused runtime it is the same monotonic clock.
+use tokio::time::Instant;
 
 /// Heartbeat settings, as Nomad's `server` block names them.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,7 +18,10 @@ use model::{Allocation, EvalStatus, Evaluation, Job, Node, TriggeredBy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock, not std's: the simulator (tests/sim) drives it, so timeouts and heartbeat
+// TTLs follow simulated time. Outside a paused runtime it is the same monotonic clock.
+use tokio::time::Instant;
 
 /// Method names, all under the `node.` prefix the server routes here.
 pub const REGISTER: &str = "node.Register";

@@ -23,7 +23,10 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock, not std's: the simulator (tests/sim) drives it, so timeouts and heartbeat
+// TTLs follow simulated time. Outside a paused runtime it is the same monotonic clock.
+use tokio::time::Instant;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -817,6 +820,11 @@ impl ServerHandle {
     /// The leader this server knows of.
     pub fn leader(&self) -> Option<Member> {
         self.inner.raft.leader()
+    }
+
+    /// This server's current Raft term (the simulator checks one leader per term).
+    pub fn term(&self) -> u64 {
+        self.inner.raft.term()
     }
 
     /// True if this server is the leader.
