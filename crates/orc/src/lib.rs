@@ -5,6 +5,7 @@
 
 mod alloc_client_cmd;
 mod alloc_cmd;
+mod catalog_dns;
 pub mod cli;
 mod client_cmd;
 mod conn;

@@ -61,6 +61,13 @@ pub struct AgentArgs {
     /// The server RPC port (default 4647).
     #[arg(long = "rpc-port", value_name = "PORT")]
     pub rpc_port: Option<u16>,
+    /// Serve the service catalogue over DNS (UDP) on this port: SRV and A/AAAA records of the
+    /// healthy instances of NAME.service.<domain>. Off unless given.
+    #[arg(long = "dns-port", value_name = "PORT")]
+    pub dns_port: Option<u16>,
+    /// The DNS domain the catalogue is served under.
+    #[arg(long = "dns-domain", value_name = "DOMAIN", default_value = "orc")]
+    pub dns_domain: String,
 }
 
 /// Builds the server configuration from `-dev`, the files, then the flags.
@@ -170,7 +177,8 @@ pub fn run_agent(args: &AgentArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, client, args.dev))?;
+    let dns = args.dns_port.map(|port| (port, args.dns_domain.clone()));
+    runtime.block_on(serve(config, client, args.dev, dns))?;
     // Give background tasks a moment to log their exit before the runtime is torn down.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
@@ -182,6 +190,7 @@ async fn serve(
     config: server::Config,
     client: crate::client_cmd::ClientSettings,
     dev: bool,
+    dns: Option<(u16, String)>,
 ) -> anyhow::Result<()> {
     if !config.server.enabled {
         let running = crate::client_cmd::run(&config, &client, dev, Vec::new()).await?;
@@ -193,6 +202,17 @@ async fn serve(
     let http = tokio::net::TcpListener::bind(&http_addr)
         .await
         .with_context(|| format!("binding the HTTP API to {http_addr}"))?;
+    let dns_socket = match &dns {
+        Some((port, _)) => {
+            let addr = format!("{}:{port}", config.bind_addr);
+            let socket = tokio::net::UdpSocket::bind(&addr)
+                .await
+                .with_context(|| format!("binding the DNS interface to {addr}"))?;
+            tracing::info!(%addr, "DNS interface listening");
+            Some(socket)
+        }
+        None => None,
+    };
     let seams = server::Seams::tcp(&config).await.with_context(|| {
         format!("binding the RPC listener to {}:{}", config.bind_addr, config.ports.rpc)
     })?;
@@ -205,6 +225,14 @@ async fn serve(
     }));
     let pipeline = tokio::spawn(server::pipeline::run(handle.clone()));
     tracing::info!(addr = %http_addr, "HTTP API listening");
+    let (stop_dns, dns_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let (Some(socket), Some((_, domain))) = (dns_socket, dns) {
+        let catalog =
+            std::sync::Arc::new(crate::catalog_dns::StateCatalog { handle: handle.clone() });
+        tokio::spawn(dns::serve(socket, domain, catalog, async {
+            let _ = dns_stopped.await;
+        }));
+    }
     let running = if client.enabled {
         Some(
             crate::client_cmd::run(&client_config, &client, dev, vec![handle.addr().to_string()])
@@ -219,6 +247,7 @@ async fn serve(
         running.stop().await;
     }
     let _ = stop_http.send(());
+    let _ = stop_dns.send(());
     pipeline.abort();
     if let Ok(Err(e)) = api.await {
         tracing::warn!(error = %e, "HTTP API stopped with an error");
