@@ -67,6 +67,8 @@ pub struct ClientConfig {
     pub watch_wait: Duration,
     /// How often orphaned pots are swept.
     pub gc_interval: Duration,
+    /// The local Consul agent, for services with `provider = "consul"`; `None`: not registered.
+    pub consul: Option<consul::ConsulConfig>,
 }
 
 impl ClientConfig {
@@ -80,6 +82,7 @@ impl ClientConfig {
             pot: None,
             watch_wait: Duration::from_secs(30),
             gc_interval: Duration::from_secs(60),
+            consul: None,
         }
     }
 }
@@ -101,6 +104,7 @@ struct Inner {
     runners: Mutex<BTreeMap<String, Entry>>,
     pot: Option<Arc<PotDriver>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    consul: Option<Arc<crate::services::ConsulServices>>,
 }
 
 /// Errors starting the client.
@@ -191,6 +195,14 @@ impl Client {
             fingerprint::host_facts(&config.data_dir, node_config.network_interface.as_deref());
         let node = fingerprint::build_node(&node_config, &facts, infos);
 
+        let consul = config.consul.clone().map(|c| {
+            let address = node
+                .attributes
+                .get("unique.network.ip-address")
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".into());
+            Arc::new(crate::services::ConsulServices::new(c, address))
+        });
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let env = Arc::new(RunnerEnv {
             drivers,
@@ -207,6 +219,7 @@ impl Client {
             runners: Mutex::new(BTreeMap::new()),
             pot,
             tasks: Mutex::new(Vec::new()),
+            consul: consul.clone(),
         });
 
         // Re-adopt before watching, so an allocation the servers still want is never started
@@ -214,17 +227,23 @@ impl Client {
         for persisted in runner::load_persisted(&state_root) {
             let id = persisted.alloc.id.clone();
             tracing::info!(alloc = %id, "re-adopting allocation");
+            if let Some(c) = &consul {
+                c.track(&persisted.alloc, &persisted.job);
+            }
             let handle = runner::spawn(env.clone(), persisted);
             inner.runners.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Entry { handle });
         }
 
         let client = Client { inner: inner.clone() };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(heartbeat_loop(inner.clone())),
             tokio::spawn(watch_loop(inner.clone(), config.watch_wait)),
             tokio::spawn(report_loop(inner.clone(), reports_rx)),
             tokio::spawn(gc_loop(inner.clone(), config.gc_interval)),
         ];
+        if let Some(c) = &consul {
+            tasks.push(tokio::spawn(c.syncer().clone().run(std::future::pending())));
+        }
         inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend(tasks);
         Ok(client)
     }
@@ -385,6 +404,9 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
                     continue;
                 };
                 tracing::info!(alloc = %id, job = %job.id, "starting allocation");
+                if let Some(c) = &inner.consul {
+                    c.track(&alloc, &job);
+                }
                 let handle = runner::spawn(inner.env.clone(), runner::new_alloc(alloc, job));
                 inner
                     .runners
@@ -402,12 +424,22 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
             }
             Action::Gc(id) => {
                 tracing::info!(alloc = %id, "collecting allocation directory");
+                if let Some(c) = &inner.consul {
+                    c.forget(&id);
+                }
                 inner.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 jobs.remove(&id);
                 let _ = std::fs::remove_dir_all(inner.env.alloc_root.join(&id));
                 let _ = std::fs::remove_file(runner::state_file(&inner.env.state_root, &id));
             }
         }
+    }
+}
+
+/// Registers or deregisters an allocation's Consul services as its status changes.
+fn consul_status(inner: &Inner, r: &AllocReport) {
+    if let Some(c) = &inner.consul {
+        c.status(&r.alloc_id, r.client_status);
     }
 }
 
@@ -418,6 +450,7 @@ async fn report_loop(inner: Arc<Inner>, mut reports: mpsc::UnboundedReceiver<All
         if pending.is_empty() {
             match reports.recv().await {
                 Some(r) => {
+                    consul_status(&inner, &r);
                     pending.insert(r.alloc_id.clone(), r);
                 }
                 None => return,
@@ -427,6 +460,7 @@ async fn report_loop(inner: Arc<Inner>, mut reports: mpsc::UnboundedReceiver<All
         // shorter window keeps `orc run` snappy).
         tokio::time::sleep(Duration::from_millis(50)).await;
         while let Ok(r) = reports.try_recv() {
+            consul_status(&inner, &r);
             pending.insert(r.alloc_id.clone(), r);
         }
         let batch: Vec<AllocReport> = pending.values().cloned().collect();

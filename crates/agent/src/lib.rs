@@ -16,4 +16,5 @@ pub mod pot;
 pub mod reconcile;
 pub mod restart;
 pub mod runner;
+pub mod services;
 pub mod taskenv;

@@ -38,6 +38,8 @@ pub struct ClientSettings {
     pub pot_env: BTreeMap<String, String>,
     /// The client's own state directory (`client { state_dir }`), default `<data_dir>`.
     pub data_dir: Option<PathBuf>,
+    /// The top-level `consul { address, token }` block, if the files have one.
+    pub consul: Option<(Option<String>, Option<String>)>,
 }
 
 impl ClientSettings {
@@ -85,6 +87,10 @@ impl ClientSettings {
                     self.raw_exec_enabled = matches!(plain(v).as_str(), "1" | "true");
                 }
             }
+        }
+        if let Some(c) = file.get("consul").and_then(single) {
+            let text = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+            self.consul = Some((text("address"), text("token")));
         }
         if let Some(plugins) = file.get("plugin").and_then(single) {
             if let Some(cfg) = plugin_config(plugins, "raw_exec") {
@@ -233,6 +239,16 @@ pub async fn start(
         local.ip().to_string()
     };
     config.node.http_addr = format!("{advertise_ip}:{}", local.port());
+    // Consul is used when configured (a `consul` block, or CONSUL_HTTP_ADDR as Nomad reads it);
+    // without either, services with provider "consul" are not registered anywhere.
+    let env = |k: &str| std::env::var(k).ok();
+    if settings.consul.is_some() || env("CONSUL_HTTP_ADDR").is_some_and(|a| !a.is_empty()) {
+        let (address, token) = settings.consul.clone().unwrap_or_default();
+        config.consul = Some(
+            consul::ConsulConfig::resolve(address.as_deref(), token.as_deref(), env)
+                .context("the consul block")?,
+        );
+    }
     config.pot = settings.pot_path.as_ref().map(|p| PotDriverConfig {
         pot_path: p.clone(),
         pot_env: settings.pot_env.clone(),

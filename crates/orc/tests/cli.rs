@@ -9,6 +9,8 @@ mod agent;
 mod cluster;
 #[path = "cli/python_nomad.rs"]
 mod python_nomad;
+#[path = "cli/services.rs"]
+mod services;
 #[path = "cli/walkthrough.rs"]
 mod walkthrough;
 
