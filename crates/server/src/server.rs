@@ -26,9 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 // Tokio's clock, not std's: the simulator (tests/sim) drives it, so timeouts and heartbeat
 // TTLs follow simulated time. Outside a paused runtime it is the same monotonic clock.
-use tokio::time::Instant;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Errors a request can end with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
