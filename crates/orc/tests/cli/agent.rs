@@ -411,12 +411,12 @@ fn standin() -> PathBuf {
 }
 
 #[test]
-fn pot_job_through_the_standin_scales_to_two_pots_and_stop_destroys_both() {
+fn pot_job_through_the_standin_scales_to_two_pots_survives_agent_sigkill_and_stop_destroys_both() {
     if !Path::new("/usr/bin/python3").exists() && !Path::new("/usr/local/bin/python3").exists() {
         eprintln!("skipped: the stand-in's test image needs python3");
         return;
     }
-    let agent = DevAgent::with_config(|dir| {
+    let mut agent = DevAgent::with_config(|dir| {
         for d in ["pot/jails", "cache", "tmp", "registry", "work"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
@@ -515,7 +515,8 @@ fn pot_job_through_the_standin_scales_to_two_pots_and_stop_destroys_both() {
         ports.push(port);
     }
     assert_ne!(ports[0], ports[1]);
-    let log = || std::fs::read_to_string(agent.dir.path().join("commands.log")).unwrap_or_default();
+    let commands_log = agent.dir.path().join("commands.log");
+    let log = || std::fs::read_to_string(&commands_log).unwrap_or_default();
     let starts: Vec<String> =
         log().lines().filter_map(|l| l.strip_prefix("start ").map(str::to_string)).collect();
     assert_eq!(starts.len(), 2, "{}", log());
@@ -537,6 +538,29 @@ fn pot_job_through_the_standin_scales_to_two_pots_and_stop_destroys_both() {
             "{log}"
         );
     }
+    // SIGKILL the agent and start it again: both pots are re-adopted by asking pot, not started
+    // again, and still answer.
+    agent.sigkill();
+    agent.spawn();
+    agent.wait(Duration::from_secs(20), "both pots re-adopted", |a| {
+        running(a).iter().all(|x| {
+            a.alloc(x["ID"].as_str().unwrap())["TaskStates"]["www1"]["Events"]
+                .as_array()
+                .is_some_and(|e| {
+                    e.iter().any(|e| {
+                        e["DisplayMessage"].as_str().is_some_and(|m| m.contains("re-adopted"))
+                    })
+                })
+        }) && running(a).len() == 2
+    });
+    assert!(log().contains(&format!("info -r -p {}\n", starts[0])), "{}", log());
+    let restarted: Vec<String> =
+        log().lines().filter_map(|l| l.strip_prefix("start ").map(str::to_string)).collect();
+    assert_eq!(restarted, starts, "a pot was started again after the agent restart");
+    for port in &ports {
+        assert!(http_get(*port).is_some_and(|b| b.contains("200")), "port {port} after restart");
+    }
+
     let out = agent.orc(&["stop", "nginx"]);
     assert!(out.status.success());
     agent.wait(Duration::from_secs(30), "both pots stopped", |a| {
