@@ -102,6 +102,21 @@ impl PotEnv {
     }
 }
 
+impl Drop for PotEnv {
+    /// A failed test must not leave pots (and their processes) running: destroy every pot
+    /// still in this installation.
+    fn drop(&mut self) {
+        for name in self.pots() {
+            let _ = std::process::Command::new(standin())
+                .args(["destroy", "-p", &name, "-F"])
+                .env_clear()
+                .envs(&self.config.pot_env)
+                .env("PATH", "/usr/bin:/bin")
+                .output();
+        }
+    }
+}
+
 /// The seed's nginx task: the same config keys, with the fake nginx on port 8080.
 fn nginx_task(env: &PotEnv) -> Task {
     let config = serde_json::json!({

@@ -138,6 +138,22 @@ impl Drop for DevAgent {
         for pid in pids {
             let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
         }
+        // Pots of a failed pot test: destroyed through the same wrapper and environment.
+        let wrapper = self.dir.path().join("pot-wrapper");
+        let jails = self.dir.path().join("pot/jails");
+        if let (true, Ok(entries)) = (wrapper.exists(), std::fs::read_dir(&jails)) {
+            let d = |s: &str| self.dir.path().join(s);
+            for e in entries.flatten() {
+                let _ = Command::new(&wrapper)
+                    .args(["destroy", "-p", &e.file_name().to_string_lossy(), "-F"])
+                    .env_clear()
+                    .env("PATH", "/usr/bin:/bin")
+                    .env("POT_FS_ROOT", d("pot"))
+                    .env("POT_CACHE", d("cache"))
+                    .env("POT_TMP", d("tmp"))
+                    .output();
+            }
+        }
     }
 }
 
