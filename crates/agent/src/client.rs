@@ -69,6 +69,8 @@ pub struct ClientConfig {
     pub gc_interval: Duration,
     /// The local Consul agent, for services with `provider = "consul"`; `None`: not registered.
     pub consul: Option<consul::ConsulConfig>,
+    /// orc's own catalogue, for services with `provider = "nomad"`; `None`: not registered.
+    pub catalog: Option<crate::services::CatalogHandle>,
 }
 
 impl ClientConfig {
@@ -83,6 +85,7 @@ impl ClientConfig {
             watch_wait: Duration::from_secs(30),
             gc_interval: Duration::from_secs(60),
             consul: None,
+            catalog: None,
         }
     }
 }
@@ -104,7 +107,7 @@ struct Inner {
     runners: Mutex<BTreeMap<String, Entry>>,
     pot: Option<Arc<PotDriver>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    consul: Option<Arc<crate::services::ConsulServices>>,
+    services: Arc<crate::services::Services>,
 }
 
 /// Errors starting the client.
@@ -195,13 +198,21 @@ impl Client {
             fingerprint::host_facts(&config.data_dir, node_config.network_interface.as_deref());
         let node = fingerprint::build_node(&node_config, &facts, infos);
 
-        let consul = config.consul.clone().map(|c| {
-            let address = node
-                .attributes
-                .get("unique.network.ip-address")
-                .cloned()
-                .unwrap_or_else(|| "127.0.0.1".into());
-            Arc::new(crate::services::ConsulServices::new(c, address))
+        let address = node
+            .attributes
+            .get("unique.network.ip-address")
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let mut service_tasks = Vec::new();
+        let native = config.catalog.clone().map(|c| {
+            let (native, tasks) =
+                crate::services::NativeServices::start(c.0, node.clone(), address.clone());
+            service_tasks.extend(tasks);
+            native
+        });
+        let services = Arc::new(crate::services::Services {
+            consul: config.consul.clone().map(|c| crate::services::ConsulServices::new(c, address)),
+            native,
         });
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let env = Arc::new(RunnerEnv {
@@ -219,7 +230,7 @@ impl Client {
             runners: Mutex::new(BTreeMap::new()),
             pot,
             tasks: Mutex::new(Vec::new()),
-            consul: consul.clone(),
+            services: services.clone(),
         });
 
         // Re-adopt before watching, so an allocation the servers still want is never started
@@ -227,9 +238,7 @@ impl Client {
         for persisted in runner::load_persisted(&state_root) {
             let id = persisted.alloc.id.clone();
             tracing::info!(alloc = %id, "re-adopting allocation");
-            if let Some(c) = &consul {
-                c.track(&persisted.alloc, &persisted.job);
-            }
+            services.track(&persisted.alloc, &persisted.job);
             let handle = runner::spawn(env.clone(), persisted);
             inner.runners.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Entry { handle });
         }
@@ -241,8 +250,24 @@ impl Client {
             tokio::spawn(report_loop(inner.clone(), reports_rx)),
             tokio::spawn(gc_loop(inner.clone(), config.gc_interval)),
         ];
-        if let Some(c) = &consul {
+        if let Some(c) = &services.consul {
             tasks.push(tokio::spawn(c.syncer().clone().run(std::future::pending())));
+        }
+        tasks.extend(service_tasks);
+        if let Some(native) = &services.native {
+            // check_restart restarts one task through its allocation's runner.
+            let weak = Arc::downgrade(&inner);
+            native.set_restart(Arc::new(move |alloc_id: &str, task: &str| {
+                let Some(inner) = weak.upgrade() else { return };
+                let runners = inner.runners.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(e) = runners.get(alloc_id) {
+                    let (reply, _) = tokio::sync::oneshot::channel();
+                    let _ = e
+                        .handle
+                        .commands
+                        .send(AllocCommand::Restart { task: Some(task.to_owned()), reply });
+                }
+            }));
         }
         inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend(tasks);
         Ok(client)
@@ -404,9 +429,7 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
                     continue;
                 };
                 tracing::info!(alloc = %id, job = %job.id, "starting allocation");
-                if let Some(c) = &inner.consul {
-                    c.track(&alloc, &job);
-                }
+                inner.services.track(&alloc, &job);
                 let handle = runner::spawn(inner.env.clone(), runner::new_alloc(alloc, job));
                 inner
                     .runners
@@ -424,9 +447,7 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
             }
             Action::Gc(id) => {
                 tracing::info!(alloc = %id, "collecting allocation directory");
-                if let Some(c) = &inner.consul {
-                    c.forget(&id);
-                }
+                inner.services.forget(&id);
                 inner.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 jobs.remove(&id);
                 let _ = std::fs::remove_dir_all(inner.env.alloc_root.join(&id));
@@ -436,11 +457,9 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
     }
 }
 
-/// Registers or deregisters an allocation's Consul services as its status changes.
-fn consul_status(inner: &Inner, r: &AllocReport) {
-    if let Some(c) = &inner.consul {
-        c.status(&r.alloc_id, r.client_status);
-    }
+/// Registers or deregisters an allocation's services as its status changes.
+fn service_status(inner: &Inner, r: &AllocReport) {
+    inner.services.status(&r.alloc_id, r.client_status);
 }
 
 async fn report_loop(inner: Arc<Inner>, mut reports: mpsc::UnboundedReceiver<AllocReport>) {
@@ -450,7 +469,7 @@ async fn report_loop(inner: Arc<Inner>, mut reports: mpsc::UnboundedReceiver<All
         if pending.is_empty() {
             match reports.recv().await {
                 Some(r) => {
-                    consul_status(&inner, &r);
+                    service_status(&inner, &r);
                     pending.insert(r.alloc_id.clone(), r);
                 }
                 None => return,
@@ -460,7 +479,7 @@ async fn report_loop(inner: Arc<Inner>, mut reports: mpsc::UnboundedReceiver<All
         // shorter window keeps `orc run` snappy).
         tokio::time::sleep(Duration::from_millis(50)).await;
         while let Ok(r) = reports.try_recv() {
-            consul_status(&inner, &r);
+            service_status(&inner, &r);
             pending.insert(r.alloc_id.clone(), r);
         }
         let batch: Vec<AllocReport> = pending.values().cloned().collect();

@@ -193,6 +193,19 @@ impl ServerApi for GrpcServers {
     }
 }
 
+impl agent::services::CatalogApi for GrpcServers {
+    fn write(
+        &self,
+        upserts: Vec<model::ServiceRegistration>,
+        deletes: Vec<String>,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        let req = server::node_endpoint::ServicesRequest { upserts, deletes };
+        Box::pin(async move {
+            self.0.upsert_services(&req).await.map(|_| ()).map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// A running client and its HTTP endpoints.
 pub struct RunningClient {
     pub client: Client,
@@ -260,6 +273,7 @@ pub async fn start(
         .collect();
     let api =
         Arc::new(GrpcServers(NodeClient::new(servers, Arc::new(server::transport::TcpConnector))));
+    config.catalog = Some(agent::services::CatalogHandle(api.clone()));
     let client = Client::start(config, api).await.context("starting the client")?;
     let serve_client = client.clone();
     let http = tokio::spawn(async move {

@@ -28,6 +28,15 @@ pub const REGISTER: &str = "node.Register";
 pub const HEARTBEAT: &str = "node.Heartbeat";
 pub const ALLOCS: &str = "node.Allocs";
 pub const UPDATE_ALLOCS: &str = "node.UpdateAllocs";
+pub const UPSERT_SERVICES: &str = "node.UpsertServices";
+
+/// `node.UpsertServices`: the agent's registrations in orc's own service catalogue (with their
+/// health), and the IDs of registrations to remove.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ServicesRequest {
+    pub upserts: Vec<model::ServiceRegistration>,
+    pub deletes: Vec<String>,
+}
 
 /// `node.Register` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,10 +119,27 @@ pub fn handle(
                 let index = update_allocs(&server, req.updates).await.map_err(|e| e.to_string())?;
                 encode(&IndexReply { index })
             }
+            UPSERT_SERVICES => {
+                let req: ServicesRequest = decode(&body)?;
+                let index = upsert_services(&server, req).await.map_err(|e| e.to_string())?;
+                encode(&IndexReply { index })
+            }
             other => return Err(format!("unknown method {other}")),
         };
         Ok(reply)
     })
+}
+
+/// Commits service upserts, then deletions; returns the last index written.
+async fn upsert_services(server: &ServerHandle, req: ServicesRequest) -> Result<u64, Error> {
+    let mut index = 0;
+    if !req.upserts.is_empty() {
+        index = server.write(Command::ServiceRegister { services: req.upserts }).await?.index;
+    }
+    if !req.deletes.is_empty() {
+        index = server.write(Command::ServiceDeregister { ids: req.deletes }).await?.index;
+    }
+    Ok(index)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
@@ -309,6 +335,12 @@ impl NodeClient {
             wait_ms: wait.as_millis() as u64,
         };
         self.call(ALLOCS, &req, wait + Duration::from_secs(10)).await
+    }
+
+    /// Upserts and deletes registrations in the service catalogue.
+    pub async fn upsert_services(&self, req: &ServicesRequest) -> Result<u64, NodeRpcError> {
+        let reply: IndexReply = self.call(UPSERT_SERVICES, req, Duration::from_secs(10)).await?;
+        Ok(reply.index)
     }
 
     /// Commits a batch of allocation reports.

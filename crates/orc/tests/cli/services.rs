@@ -1,6 +1,8 @@
-//! Services through the real `orc` binary: `orc agent -dev` with a `consul` block pointing at the
-//! in-repo fake Consul agent, a job whose task registers `hello-web` with a TCP check, scaled
-//! from 1 to 2 and stopped. The seed walkthrough with raw_exec standing in for the pot.
+//! Services through the real `orc` binary, the seed walkthrough with raw_exec standing in for the
+//! pot: `orc agent -dev` with a `consul` block pointing at the in-repo fake Consul agent (a job
+//! registers `hello-web` with a TCP check, scaled from 1 to 2 and stopped), and the same with
+//! orc's own catalogue (`provider = "nomad"`): health from the agent's checks, Traefik's request,
+//! and `check_restart` bringing back an instance that stopped answering.
 
 use super::{orc_in, stdout};
 use consul_fake::FakeConsul;
@@ -27,10 +29,14 @@ impl Drop for Agent {
 }
 
 impl Agent {
-    fn start(consul_url: &str) -> Agent {
+    fn start(consul_url: Option<&str>) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("agent.hcl");
-        std::fs::write(&config, format!("consul {{\n  address = \"{consul_url}\"\n}}\n")).unwrap();
+        let text = match consul_url {
+            Some(url) => format!("consul {{\n  address = \"{url}\"\n}}\n"),
+            None => String::new(),
+        };
+        std::fs::write(&config, text).unwrap();
         let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         let http = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_orc"))
@@ -96,6 +102,11 @@ impl Agent {
 
 /// The seed job with raw_exec: a python3 web server on the allocation's port.
 fn job(count: u32) -> String {
+    job_with(count, "", "type = \"tcp\"\n          interval = \"5s\"\n          timeout = \"2s\"")
+}
+
+/// The job with `provider` lines and a check body of the caller's choosing.
+fn job_with(count: u32, extra: &str, check: &str) -> String {
     format!(
         r#"job "nginx-minipot" {{
   datacenters = ["*"]
@@ -106,6 +117,7 @@ fn job(count: u32) -> String {
     }}
     task "www1" {{
       driver = "raw_exec"
+      kill_timeout = "1s"
       config {{
         command = "python3"
         args    = ["-m", "http.server", "--bind", "127.0.0.1", "${{NOMAD_PORT_http}}"]
@@ -114,11 +126,10 @@ fn job(count: u32) -> String {
         tags = ["nginx", "www"]
         name = "hello-web"
         port = "http"
+        {extra}
         check {{
-          type     = "tcp"
-          name     = "tcp"
-          interval = "5s"
-          timeout  = "2s"
+          name = "tcp"
+          {check}
         }}
       }}
     }}
@@ -135,7 +146,7 @@ fn seed_walkthrough_registers_in_consul_scales_and_deregisters() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         FakeConsul::start(l, None).unwrap()
     });
-    let agent = Agent::start(&fake.url());
+    let agent = Agent::start(Some(&fake.url()));
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("nginx.job");
     let file_arg = file.to_str().unwrap();
@@ -208,4 +219,95 @@ fn seed_walkthrough_registers_in_consul_scales_and_deregisters() {
         .filter(|r| r.path.starts_with("/v1/agent/service/deregister/"))
         .count();
     assert_eq!(deregistrations, 2);
+}
+
+/// The python3 pid of each allocation, from the agent's state files.
+fn task_pids(agent: &Agent) -> Vec<(String, u32)> {
+    std::fs::read_dir(agent.dir.path().join("data/client/allocs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| serde_json::from_slice::<Value>(&std::fs::read(e.path()).ok()?).ok())
+        .filter_map(|v| {
+            let pid = v["handles"]["www1"]["pid"].as_u64()?;
+            Some((v["alloc"]["ID"].as_str()?.to_string(), pid as u32))
+        })
+        .collect()
+}
+
+#[test]
+fn seed_walkthrough_in_orcs_catalogue_with_health_and_check_restart() {
+    let agent = Agent::start(None);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("nginx.job");
+    // An http check (a stopped process still accepts TCP connections in the kernel, but
+    // answers no request), restarted after two failures.
+    let extra = "provider = \"nomad\"\n        check_restart {\n          limit = 2\n          grace = \"1s\"\n        }";
+    let check = "type = \"http\"\n          path = \"/\"\n          interval = \"1s\"\n          timeout = \"1s\"";
+    std::fs::write(
+        &file,
+        job_with(2, extra, check)
+            .replace("[\"nginx\", \"www\"]", "[\"nginx\", \"www\", \"traefik.enable=true\"]"),
+    )
+    .unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()], work.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let healthy = |a: &Agent| {
+        a.get("/v1/service/hello-web?passing").and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0)
+    };
+    agent.wait(Duration::from_secs(30), "two passing instances", |a| healthy(a) == 2);
+    let ports = agent.running_ports("nginx-minipot");
+    // Exactly what Traefik's Nomad provider sends.
+    let traefik = agent
+        .get("/v1/service/hello-web?filter=Tags+contains+%22traefik.enable%3Dtrue%22&namespace=default&region=global&stale=&wait=5000ms")
+        .unwrap();
+    let mut seen: Vec<u64> =
+        traefik.as_array().unwrap().iter().filter_map(|i| i["Port"].as_u64()).collect();
+    seen.sort();
+    assert_eq!(seen, ports.iter().map(|p| *p as u64).collect::<Vec<_>>());
+    assert!(traefik
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["Address"] == "127.0.0.1" && i["Health"] == "passing"));
+    let addr = format!("http://127.0.0.1:{}", agent.http);
+    let info = orc_in(work.path(), &["service", "info", "-address", &addr, "hello-web"], &[]);
+    let text = stdout(&info);
+    assert_eq!(text.lines().filter(|l| l.contains("passing")).count(), 2, "{text}");
+
+    // Stop one instance's process: its check fails, the instance turns critical within
+    // interval + timeout (plus a poll), and check_restart restarts the task.
+    let (alloc, pid) = task_pids(&agent)[0].clone();
+    let status = Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let health_of = |a: &Agent| -> String {
+        a.get("/v1/service/hello-web")
+            .and_then(|v| {
+                v.as_array()?
+                    .iter()
+                    .find(|i| i["AllocID"] == alloc.as_str())
+                    .map(|i| i["Health"].as_str().unwrap_or("").to_string())
+            })
+            .unwrap_or_default()
+    };
+    agent.wait(Duration::from_secs(10), "a critical instance", |a| health_of(a) == "critical");
+    assert!(
+        stopped.elapsed() < Duration::from_millis(3500),
+        "critical after {:?}",
+        stopped.elapsed()
+    );
+    agent.wait(Duration::from_secs(30), "a restarted, passing instance", |a| {
+        health_of(a) == "passing"
+            && a.get(&format!("/v1/allocation/{alloc}"))
+                .is_some_and(|v| v["TaskStates"]["www1"]["Restarts"].as_u64().unwrap_or(0) >= 1)
+    });
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+
+    let out = agent.orc(&["stop", "-detach", "nginx-minipot"], work.path());
+    assert!(out.status.success());
+    agent.wait(Duration::from_secs(30), "an empty catalogue", |a| {
+        a.get("/v1/service/hello-web").and_then(|v| v.as_array().map(Vec::len)) == Some(0)
+    });
 }
