@@ -428,4 +428,14 @@ plugin "pot" {
         s.merge_file("plugin \"pot\" {\n  config {\n    enabled = false\n  }\n}\n").unwrap();
         assert_eq!(s.pot_path, None);
     }
+
+    #[test]
+    fn the_example_client_file() {
+        let mut s = ClientSettings::new();
+        s.merge_file(include_str!("../../../examples/client.hcl")).unwrap();
+        assert!(s.enabled && !s.raw_exec_enabled);
+        assert_eq!(s.servers.len(), 3);
+        assert_eq!(s.network_interface.as_deref(), Some("em0"));
+        assert_eq!(s.pot_path.as_deref(), Some(Path::new("/usr/local/bin/pot")));
+    }
 }
