@@ -201,6 +201,26 @@ fn seed_walkthrough_registers_in_consul_scales_and_deregisters() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    // Each instance logs the requests it served (python's http.server logs to stderr).
+    let addr = format!("http://127.0.0.1:{}", agent.http);
+    let allocs = agent.get("/v1/job/nginx-minipot/allocations").unwrap();
+    for a in allocs.as_array().unwrap().iter().filter(|a| a["ClientStatus"] == "running") {
+        let id = a["ID"].as_str().unwrap();
+        let full = agent.get(&format!("/v1/allocation/{id}")).unwrap();
+        let port = full["AllocatedResources"]["Shared"]["Ports"][0]["Value"].as_u64().unwrap();
+        let path = format!("/request-for-{id}");
+        let _ = ureq::get(format!("http://127.0.0.1:{port}{path}")).call();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out =
+                orc_in(work.path(), &["alloc", "logs", "-address", &addr, "-stderr", id], &[]);
+            if stdout(&out).contains(&format!("GET {path}")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no request in the log of {id}: {}", stdout(&out));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let ids: Vec<String> = fake.services().keys().cloned().collect();
     assert!(ids
         .iter()
