@@ -225,15 +225,19 @@ impl Cluster {
                 }
             }
         }
+        // The journal names what changed; without it (a fresh view, or one far behind) every
+        // row is looked at.
+        let journal = if since == 0 { None } else { s.changed_since(since) };
         if changed(Table::Allocs) {
             let mut healthy = BTreeSet::new();
-            for a in s.allocs().filter(|a| a.modify_index > since) {
-                let before = self.state.alloc(&a.id);
+            let mut upsert = |cs: &mut ClusterState,
+                              a: &model::Allocation,
+                              changes: &mut Changes| {
+                let before = cs.alloc(&a.id);
                 let was_live = before.is_some_and(|b| !b.is_terminal());
                 if was_live && a.is_terminal() {
-                    if let Some(n) = self.state.node_idx(&a.node_id) {
-                        let class = self.state.class_name(self.state.node_class(n)).to_owned();
-                        changes.freed.classes.insert(class);
+                    if let Some(n) = cs.node_idx(&a.node_id) {
+                        changes.freed.classes.insert(cs.class_name(cs.node_class(n)).to_owned());
                     }
                 }
                 let was_healthy = before
@@ -245,17 +249,34 @@ impl Cluster {
                 if is_healthy && !was_healthy {
                     healthy.insert((a.namespace.clone(), a.job_id.clone()));
                 }
-                self.state.upsert_alloc(a.clone());
-            }
-            if self.state.alloc_count() > s.alloc_count() {
-                let gone: Vec<String> = self
-                    .state
-                    .allocs()
-                    .filter(|a| s.alloc(&a.id).is_none())
-                    .map(|a| a.id.clone())
-                    .collect();
-                for id in gone {
-                    self.state.remove_alloc(&id);
+                cs.upsert_alloc(a.clone());
+            };
+            match &journal {
+                Some(j) => {
+                    for id in &j.allocs {
+                        match s.alloc(id) {
+                            Some(a) => upsert(&mut self.state, a, &mut changes),
+                            None => {
+                                self.state.remove_alloc(id);
+                            }
+                        }
+                    }
+                }
+                None => {
+                    for a in s.allocs().filter(|a| a.modify_index > since) {
+                        upsert(&mut self.state, a, &mut changes);
+                    }
+                    if self.state.alloc_count() > s.alloc_count() {
+                        let gone: Vec<String> = self
+                            .state
+                            .allocs()
+                            .filter(|a| s.alloc(&a.id).is_none())
+                            .map(|a| a.id.clone())
+                            .collect();
+                        for id in gone {
+                            self.state.remove_alloc(&id);
+                        }
+                    }
                 }
             }
             for (ns, job_id) in healthy {
@@ -265,12 +286,14 @@ impl Cluster {
             }
         }
         if changed(Table::Evals) {
-            for e in s.evals().filter(|e| e.modify_index > since) {
-                match e.status {
-                    EvalStatus::Pending => changes.pending.push(e.clone()),
-                    EvalStatus::Blocked => changes.blocked.push(e.clone()),
-                    _ => changes.finished.push(e.clone()),
-                }
+            let mut classify = |e: &Evaluation| match e.status {
+                EvalStatus::Pending => changes.pending.push(e.clone()),
+                EvalStatus::Blocked => changes.blocked.push(e.clone()),
+                _ => changes.finished.push(e.clone()),
+            };
+            match &journal {
+                Some(j) => j.evals.iter().filter_map(|id| s.eval(id)).for_each(&mut classify),
+                None => s.evals().filter(|e| e.modify_index > since).for_each(&mut classify),
             }
         }
         self.index = s.index();
@@ -490,12 +513,15 @@ async fn lead(handle: &ServerHandle, config: PipelineConfig) {
     }
     let mut backoff = Duration::from_millis(50);
     while handle.is_leader() {
+        // Entries that do not change the state (blank, membership) still advance the applied
+        // index, so the wait below is on the applied index, not the state's.
+        let applied = handle.applied_index();
         // The first refresh rebuilds everything from the replicated state: pending evaluations
         // into the broker, blocked ones into the tracker.
-        let index = {
+        {
             let l = leader.clone();
-            tokio::task::spawn_blocking(move || l.refresh()).await.unwrap_or(0)
-        };
+            let _ = tokio::task::spawn_blocking(move || l.refresh()).await;
+        }
         let now = now_unix_nanos();
         let failed = lock(&leader.broker).tick(now);
         leader.send(failed_with_followups(failed, config.broker.delivery_limit, now));
@@ -520,7 +546,7 @@ async fn lead(handle: &ServerHandle, config: PipelineConfig) {
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(1));
         tokio::select! {
-            _ = handle.wait_for_index(index + 1, wait) => {}
+            _ = handle.wait_for_index(applied + 1, wait) => {}
             _ = leader.wake.notified() => {}
         }
     }

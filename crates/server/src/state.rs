@@ -45,6 +45,50 @@ pub struct State {
     allocs_by_job: BTreeMap<JobKey, BTreeSet<String>>,
     nodes: BTreeMap<String, Node>,
     services: BTreeMap<String, ServiceRegistration>,
+    journal: Journal,
+}
+
+/// The allocation and evaluation IDs changed at each recent index, so the leader's scheduler view
+/// catches up by looking at what changed instead of scanning every row. Bounded, and not part of
+/// the state's content: it is not snapshotted and does not take part in comparisons.
+#[derive(Debug, Clone, Default)]
+struct Journal {
+    entries: std::collections::VecDeque<(u64, Changed)>,
+    /// The journal covers every change at indexes above this one.
+    floor: u64,
+}
+
+impl PartialEq for Journal {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Changed {
+    Alloc(String),
+    Eval(String),
+}
+
+/// Changes kept: enough for the leader's view to fall behind by many commits.
+const JOURNAL_ENTRIES: usize = 100_000;
+
+impl Journal {
+    fn note(&mut self, index: u64, c: Changed) {
+        if self.entries.len() >= JOURNAL_ENTRIES {
+            if let Some((i, _)) = self.entries.pop_front() {
+                self.floor = self.floor.max(i);
+            }
+        }
+        self.entries.push_back((index, c));
+    }
+}
+
+/// The allocations and evaluations written after some index (see [`State::changed_since`]).
+#[derive(Debug, Default)]
+pub struct ChangedIds<'a> {
+    pub allocs: BTreeSet<&'a str>,
+    pub evals: BTreeSet<&'a str>,
 }
 
 /// A change to the state: exactly what a Raft log entry carries.
@@ -229,6 +273,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             let mut jobs = BTreeSet::new();
             for id in eval_ids {
                 if let Some(eval) = state.evals.remove(&id) {
+                    state.journal.note(index, Changed::Eval(id.clone()));
                     let key = (eval.namespace, eval.job_id);
                     remove_from_index(&mut state.evals_by_job, &key, &id);
                     jobs.insert(key);
@@ -237,6 +282,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             }
             for id in alloc_ids {
                 if let Some(alloc) = state.allocs.remove(&id) {
+                    state.journal.note(index, Changed::Alloc(id.clone()));
                     let key = (alloc.namespace, alloc.job_id);
                     remove_from_index(&mut state.allocs_by_job, &key, &id);
                     remove_from_index(&mut state.allocs_by_node, &alloc.node_id, &id);
@@ -254,6 +300,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
                 // An agent may report on an allocation that was garbage-collected meanwhile;
                 // Nomad ignores such reports and so do we.
                 let Some(alloc) = state.allocs.get_mut(&u.alloc_id) else { continue };
+                state.journal.note(index, Changed::Alloc(u.alloc_id.clone()));
                 alloc.client_status = u.client_status;
                 alloc.client_description = u.client_description;
                 alloc.task_states = u.task_states;
@@ -437,6 +484,25 @@ impl State {
         self.allocs.get(id)
     }
 
+    /// The allocations and evaluations written (or removed) at indexes above `since`, or `None`
+    /// when that is older than the journal remembers and the caller must scan.
+    pub fn changed_since(&self, since: u64) -> Option<ChangedIds<'_>> {
+        if since < self.journal.floor {
+            return None;
+        }
+        let mut out = ChangedIds::default();
+        for (i, c) in self.journal.entries.iter().rev() {
+            if *i <= since {
+                break;
+            }
+            match c {
+                Changed::Alloc(id) => out.allocs.insert(id.as_str()),
+                Changed::Eval(id) => out.evals.insert(id.as_str()),
+            };
+        }
+        Some(out)
+    }
+
     /// Number of allocations, terminal ones included.
     pub fn alloc_count(&self) -> usize {
         self.allocs.len()
@@ -544,6 +610,7 @@ impl State {
             eval.modify_index = index;
             let key = (eval.namespace.clone(), eval.job_id.clone());
             self.evals_by_job.entry(key.clone()).or_default().insert(eval.id.clone());
+            self.journal.note(index, Changed::Eval(eval.id.clone()));
             self.evals.insert(eval.id.clone(), eval);
             jobs.insert(key);
             self.touch(Table::Evals, index);
@@ -576,11 +643,13 @@ impl State {
             self.allocs_by_node.entry(alloc.node_id.clone()).or_default().insert(alloc.id.clone());
             self.allocs_by_job.entry(key.clone()).or_default().insert(alloc.id.clone());
             jobs.insert(key);
+            self.journal.note(index, Changed::Alloc(alloc.id.clone()));
             self.allocs.insert(alloc.id.clone(), alloc);
             self.touch(Table::Allocs, index);
         }
         for stop in plan.stops {
             let Some(alloc) = self.allocs.get_mut(&stop.alloc_id) else { continue };
+            self.journal.note(index, Changed::Alloc(stop.alloc_id.clone()));
             alloc.desired_status = DesiredStatus::Stop;
             alloc.desired_description = stop.desired_description;
             if let Some(status) = stop.client_status {
@@ -660,6 +729,7 @@ impl State {
         let mut state = State {
             index: s.index,
             table_index: s.table_index.into_iter().collect(),
+            journal: Journal { floor: s.index, ..Journal::default() },
             ..State::default()
         };
         for job in s.jobs {
