@@ -222,11 +222,17 @@ impl Client {
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(reply) => reply.map(tonic::Response::into_inner),
-            Err(_) => Err(RpcError::Timeout {
-                addr: addr.to_owned(),
-                method: method.to_owned(),
-                timeout_ms: timeout.as_millis(),
-            }),
+            Err(_) => {
+                // A connection that lost bytes in a partition (or whose peer restarted without
+                // the reset reaching us) stays open and silent; the cached channel would keep
+                // timing out on it forever. Dial afresh next time. Found by tests/sim.
+                self.channels.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
+                Err(RpcError::Timeout {
+                    addr: addr.to_owned(),
+                    method: method.to_owned(),
+                    timeout_ms: timeout.as_millis(),
+                })
+            }
         }
     }
 }
