@@ -30,12 +30,18 @@ impl Drop for Agent {
 
 impl Agent {
     fn start(consul_url: Option<&str>) -> Agent {
+        Agent::start_with(consul_url, |_| String::new())
+    }
+
+    /// An agent whose file also holds what `extra` writes (given the agent's directory).
+    fn start_with(consul_url: Option<&str>, extra: impl FnOnce(&Path) -> String) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("agent.hcl");
-        let text = match consul_url {
+        let mut text = match consul_url {
             Some(url) => format!("consul {{\n  address = \"{url}\"\n}}\n"),
             None => String::new(),
         };
+        text.push_str(&extra(dir.path()));
         std::fs::write(&config, text).unwrap();
         let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         let http = free_port();
@@ -330,4 +336,83 @@ fn seed_walkthrough_in_orcs_catalogue_with_health_and_check_restart() {
     agent.wait(Duration::from_secs(30), "an empty catalogue", |a| {
         a.get("/v1/service/hello-web").and_then(|v| v.as_array().map(Vec::len)) == Some(0)
     });
+}
+
+/// The pot stand-in binary, built on demand.
+fn standin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let pot = exe.parent().unwrap().parent().unwrap().join("pot");
+    if !pot.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo).args(["build", "-p", "pot-standin", "--bin", "pot"]).status();
+        assert!(ok.unwrap().success(), "building the pot stand-in failed");
+    }
+    pot
+}
+
+#[test]
+fn seed_job_file_in_pots_registers_in_consul() {
+    if !Path::new("/usr/bin/python3").exists() && !Path::new("/usr/local/bin/python3").exists() {
+        eprintln!("skipped: the stand-in's test image needs python3");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeConsul::start(l, None).unwrap()
+    });
+    let agent = Agent::start_with(Some(&fake.url()), |dir| {
+        for d in ["pot/jails", "cache", "tmp", "registry", "work"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        pot_standin::image::build_nginx_test_image(&dir.join("work"), &dir.join("registry"))
+            .unwrap();
+        let d = |s: &str| dir.join(s).display().to_string();
+        // The seed's datacenter, so the job file runs as written.
+        format!(
+            "datacenter = \"minipot\"\nplugin \"pot\" {{\n  config {{\n    pot_path = \"{}\"\n    pot_env = {{ POT_FS_ROOT = \"{}\", POT_CACHE = \"{}\", POT_TMP = \"{}\", POT_NETWORK = \"127.{}.9.0/24\" }}\n  }}\n}}\n",
+            standin().display(),
+            d("pot"),
+            d("cache"),
+            d("tmp"),
+            100 + std::process::id() % 50
+        )
+    });
+    // examples/nginx.job as it is, with the image pointed at the local registry.
+    let seed = std::fs::read_to_string(super::repo().join("examples/nginx.job")).unwrap();
+    let registry = format!("file://{}", agent.dir.path().join("registry").display());
+    let seed = seed.replace("https://potluck.honeyguide.net/nginx-nomad", &registry);
+    assert!(seed.contains(&registry));
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("nginx.job");
+    for count in [1, 2] {
+        std::fs::write(&file, seed.replace("count = 1", &format!("count = {count}"))).unwrap();
+        let out = agent.orc(&["run", "-detach", file.to_str().unwrap()], work.path());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        agent.wait(Duration::from_secs(60), "running pots", |a| {
+            a.running_ports("nginx-minipot").len() == count
+        });
+        let ports = agent.running_ports("nginx-minipot");
+        let ok = rt.block_on(fake.wait_for(Duration::from_secs(30), |services, checks| {
+            let mut seen: Vec<u16> = services
+                .values()
+                .filter(|s| s.service == "hello-web" && s.tags == ["nginx", "www"])
+                .filter(|s| {
+                    checks.values().any(|c| {
+                        c.service_id == s.id
+                            && c.status == "passing"
+                            && c.definition["Interval"] == "5s"
+                            && c.definition["Timeout"] == "2s"
+                    })
+                })
+                .map(|s| s.port)
+                .collect();
+            seen.sort();
+            seen == ports
+        }));
+        assert!(ok, "consul has {:#?}\n{:#?}\nports {ports:?}", fake.services(), fake.checks());
+    }
+    let out = agent.orc(&["stop", "-detach", "nginx-minipot"], work.path());
+    assert!(out.status.success());
+    assert!(rt.block_on(fake.wait_for(Duration::from_secs(30), |s, _| s.is_empty())));
 }
