@@ -6,7 +6,12 @@
 //! feeds them; `workload` decides what clients and agents do. The C1M-shaped scale run
 //! (`src/bin/c1m.rs`) is a benchmark and bypasses turmoil.
 
+pub mod agent;
+pub mod harness;
 pub mod invariants;
+pub mod liveness;
+pub mod net;
+pub mod workload;
 
 use server::state::State;
 

@@ -1,0 +1,584 @@
+//! The simulation itself: real `orc` servers (`Server::start` on `MemStore`, with the leader's
+//! scheduling pipeline) and fake agents on turmoil hosts, operators' commands, a seeded fault
+//! schedule, the invariants after every step that changed what a server shows, and the
+//! liveness phase once faults stop.
+//!
+//! Everything random comes from `SimConfig::seed`: turmoil's network and scheduling, the fault
+//! schedule, the workload and every agent. What is not yet seeded (server-generated IDs and
+//! timestamps, openraft's election timeouts) is listed in tests/sim/README.md.
+
+use crate::agent::{self, AgentControl};
+use crate::invariants::Checker;
+use crate::net::{SimConnector, SimListener};
+use crate::workload::Workload;
+use crate::{liveness, ServerView, Violation};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use server::raft::RaftTiming;
+use server::state::{Command, Outcome};
+use server::store::MemStore;
+use server::{Config, Consistency, Seams, Server, ServerHandle, Written};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const RPC_PORT: u16 = 4647;
+
+/// One simulation run's shape. Everything else follows from `seed`.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub servers: usize,
+    pub agent_hosts: usize,
+    pub agents_per_host: usize,
+    /// Operator commands issued during the fault phase.
+    pub commands: usize,
+    pub max_jobs: usize,
+    /// Simulated time with faults injected.
+    pub fault_phase: Duration,
+    /// Simulated time the cluster gets to converge once faults stop.
+    pub liveness_deadline: Duration,
+    pub faults: bool,
+    /// Simulated time per step: the network's and the timers' resolution.
+    pub tick: Duration,
+}
+
+impl SimConfig {
+    /// The shape CI runs: 3 servers, 3 hosts of 4 agents, a few jobs, 15 s of faults.
+    pub fn small(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            servers: 3,
+            agent_hosts: 3,
+            agents_per_host: 4,
+            commands: 12,
+            max_jobs: 6,
+            fault_phase: Duration::from_secs(15),
+            liveness_deadline: Duration::from_secs(60),
+            faults: true,
+            tick: Duration::from_millis(1),
+        }
+    }
+
+    /// The shape `cargo test -p sim` runs in a debug build: fewer agents, a shorter fault
+    /// phase and coarser steps, so that twenty seeds take seconds each.
+    pub fn ci(seed: u64) -> Self {
+        SimConfig {
+            agent_hosts: 3,
+            agents_per_host: 2,
+            commands: 8,
+            max_jobs: 4,
+            fault_phase: Duration::from_secs(8),
+            liveness_deadline: Duration::from_secs(120),
+            tick: Duration::from_millis(5),
+            ..SimConfig::small(seed)
+        }
+    }
+}
+
+/// How a run went.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub seed: u64,
+    /// Faults injected, in order, with their simulated time.
+    pub faults: Vec<String>,
+    pub acked_writes: usize,
+    /// Simulated time from the end of faults to convergence.
+    pub converged_after: Duration,
+    pub invariant_checks: u64,
+}
+
+/// A failed run: the seed reproduces it.
+#[derive(Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub at: Duration,
+    pub reason: String,
+    pub faults: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "simulation failed: ORC_SIM_SEED={} at {:?}: {}",
+            self.seed, self.at, self.reason
+        )?;
+        for fault in &self.faults {
+            writeln!(f, "  fault {fault}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A server host's state that outlives the host: its store survives a crash, its handle and
+/// command queue are replaced when the host restarts.
+struct ServerSlot {
+    name: String,
+    store: Mutex<Arc<MemStore>>,
+    handle: Mutex<Option<ServerHandle>>,
+    commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
+}
+
+/// What decides whether a server's view must be read again: (applied index, term, leads).
+type ViewKey = (u64, u64, bool);
+
+/// Acknowledged writes reported by server hosts: (index, job ID).
+type Acks = Arc<Mutex<Vec<(u64, String)>>>;
+
+fn server_config(name: &str, id: u64, all: &[String]) -> Config {
+    let mut c = Config { name: name.into(), node_id: Some(id), ..Config::default() };
+    c.server.enabled = true;
+    c.server.bootstrap_expect = all.len() as u32;
+    c.server.server_join.retry_join = all.to_vec();
+    c.server.server_join.retry_interval = Duration::from_millis(200);
+    c.server.min_heartbeat_ttl = Duration::from_secs(2);
+    c.server.heartbeat_grace = Duration::from_secs(2);
+    c.raft = RaftTiming {
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 300,
+        election_timeout_max_ms: 600,
+        ..RaftTiming::default()
+    };
+    c.request_timeout = Duration::from_secs(5);
+    c
+}
+
+/// The command a server host runs: a real server, the leader's pipeline, and a queue through
+/// which the harness submits operator commands to this server (forwarded to the leader).
+async fn server_host(
+    slot: Arc<ServerSlot>,
+    config: Config,
+    acks: Acks,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", RPC_PORT)).await?;
+    let store = slot.store.lock().unwrap().clone();
+    let seams = Seams {
+        rpc_listener: Box::new(SimListener(listener)),
+        rpc_advertise: format!("{}:{RPC_PORT}", slot.name),
+        connector: Arc::new(SimConnector),
+        store: Some(store),
+    };
+    let handle = Server::start(config, seams).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    *slot.handle.lock().unwrap() = Some(handle.clone());
+    *slot.commands.lock().unwrap() = Some(tx);
+    let writer = handle.clone();
+    tokio::spawn(async move {
+        while let Some(command) = rx.recv().await {
+            let job_id = match &command {
+                Command::JobRegister { job, .. } => job.id.clone(),
+                Command::JobDeregister { job_id, .. } => job_id.clone(),
+                _ => String::new(),
+            };
+            // Operators do not wait for each other; an unacknowledged write is simply lost.
+            let writer = writer.clone();
+            let acks = acks.clone();
+            tokio::spawn(async move {
+                // Only a write that took effect promises the job exists: a stop of a job whose
+                // registration was lost is acknowledged as "not found".
+                if let Ok(Written { index, outcome: Outcome::JobRegistered { .. } }) =
+                    writer.write(command).await
+                {
+                    acks.lock().unwrap().push((index, job_id));
+                }
+            });
+        }
+    });
+    server::pipeline::run(handle).await;
+    Ok(())
+}
+
+/// Undoes one fault at a simulated time.
+#[derive(Debug, Clone)]
+enum Heal {
+    Repair(String, String),
+    RepairOneway(String, String),
+    Release(String, String),
+    BounceServer(usize),
+    BounceAgents(String),
+    Latency,
+}
+
+/// Runs one simulation. `Err` carries the seed and what broke.
+pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let base_latency = Duration::from_millis(rng.random_range(1..=10));
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(cfg.seed)
+        .simulation_duration(cfg.fault_phase + cfg.liveness_deadline + Duration::from_secs(30))
+        .tick_duration(cfg.tick)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(base_latency)
+        .build();
+
+    let names: Vec<String> = (0..cfg.servers).map(|i| format!("s{i}")).collect();
+    let addrs: Vec<String> = names.iter().map(|n| format!("{n}:{RPC_PORT}")).collect();
+    let acks: Acks = Arc::default();
+    let slots: Vec<Arc<ServerSlot>> = names
+        .iter()
+        .map(|n| {
+            Arc::new(ServerSlot {
+                name: n.clone(),
+                store: Mutex::new(Arc::new(MemStore::new())),
+                handle: Mutex::new(None),
+                commands: Mutex::new(None),
+            })
+        })
+        .collect();
+    for (i, slot) in slots.iter().enumerate() {
+        let config = server_config(&names[i], i as u64 + 1, &addrs);
+        let (slot, acks) = (slot.clone(), acks.clone());
+        sim.host(names[i].as_str(), move || {
+            server_host(slot.clone(), config.clone(), acks.clone())
+        });
+    }
+
+    let control = Arc::new(AgentControl::default());
+    let agent_hosts: Vec<String> = (0..cfg.agent_hosts).map(|h| format!("h{h}")).collect();
+    for (h, host) in agent_hosts.iter().enumerate() {
+        let (addrs, control, per_host, seed) =
+            (addrs.clone(), control.clone(), cfg.agents_per_host, cfg.seed);
+        sim.host(host.as_str(), move || {
+            let (addrs, control) = (addrs.clone(), control.clone());
+            async move {
+                let mut agents = Vec::new();
+                for i in 0..per_host {
+                    let id = format!("{h:08x}-0000-4000-8000-{i:012x}");
+                    let node = agent::node(&id, &format!("h{h}-{i}"));
+                    let agent_seed =
+                        seed ^ ((h as u64) << 32 | i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    agents.push(tokio::spawn(agent::run(
+                        node,
+                        addrs.clone(),
+                        agent_seed,
+                        control.clone(),
+                    )));
+                }
+                for a in agents {
+                    let _ = a.await;
+                }
+                Ok(())
+            }
+        });
+    }
+
+    let fault_end = cfg.fault_phase;
+    let deadline = fault_end + cfg.liveness_deadline;
+    let mut faults: Vec<String> = Vec::new();
+    let mut heals: Vec<(Duration, Heal)> = Vec::new();
+    let mut next_fault = Duration::from_secs(2);
+    let mut crashed_server: Option<usize> = None;
+    let mut crashed_agents: BTreeMap<String, bool> = BTreeMap::new();
+    let mut vanished = false;
+    let mut workload = Workload::new(cfg.max_jobs);
+    let command_gap = cfg.fault_phase / (cfg.commands as u32 + 1);
+    let mut next_command = Duration::from_secs(2);
+    let mut commands_sent = 0;
+    let mut checker = Checker::default();
+    let mut cache: Vec<Option<(ViewKey, ServerView)>> = vec![None; cfg.servers];
+    let mut checks = 0u64;
+    let mut healed = false;
+    let mut next_liveness = fault_end;
+    if cfg.faults {
+        control.fail_permille.store(50, Ordering::Relaxed);
+    }
+
+    let fail = |at: Duration, reason: String, faults: &[String]| Failure {
+        seed: cfg.seed,
+        at,
+        reason,
+        faults: faults.to_vec(),
+    };
+
+    loop {
+        if let Err(e) = sim.step() {
+            return Err(fail(sim.elapsed(), format!("simulation error: {e}"), &faults));
+        }
+        let now = sim.elapsed();
+
+        // Operators.
+        if commands_sent < cfg.commands && now >= next_command {
+            let command = workload.next(&mut rng);
+            let running: Vec<usize> =
+                (0..cfg.servers).filter(|i| slots[*i].commands.lock().unwrap().is_some()).collect();
+            if !running.is_empty() {
+                let i = running[rng.random_range(0..running.len())];
+                if let Some(tx) = slots[i].commands.lock().unwrap().as_ref() {
+                    let _ = tx.send(command);
+                }
+                commands_sent += 1;
+            }
+            next_command = now + command_gap;
+        }
+
+        // Faults, and their healing.
+        heals.sort_by_key(|(at, _)| *at);
+        while heals.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, heal) = heals.remove(0);
+            apply_heal(
+                &mut sim,
+                &heal,
+                &slots,
+                &mut crashed_server,
+                &mut crashed_agents,
+                base_latency,
+            );
+        }
+        if cfg.faults && now < fault_end && now >= next_fault {
+            let leader = leader_of(&slots);
+            if let Some(desc) = inject(
+                &mut sim,
+                &mut rng,
+                now,
+                &names,
+                &agent_hosts,
+                leader,
+                &slots,
+                &mut heals,
+                &mut crashed_server,
+                &mut crashed_agents,
+                &mut vanished,
+            ) {
+                faults.push(format!("{now:?} {desc}"));
+            }
+            next_fault = now + Duration::from_millis(rng.random_range(500..3_000));
+        }
+        if now >= fault_end && !healed {
+            healed = true;
+            control.fail_permille.store(0, Ordering::Relaxed);
+            for (_, heal) in std::mem::take(&mut heals) {
+                apply_heal(
+                    &mut sim,
+                    &heal,
+                    &slots,
+                    &mut crashed_server,
+                    &mut crashed_agents,
+                    base_latency,
+                );
+            }
+            let everyone: Vec<&String> = names.iter().chain(agent_hosts.iter()).collect();
+            for a in &everyone {
+                for b in &everyone {
+                    if a < b {
+                        sim.repair(a.as_str(), b.as_str());
+                        sim.release(a.as_str(), b.as_str());
+                    }
+                }
+            }
+        }
+
+        // Invariants, whenever something a server shows changed.
+        let mut changed = false;
+        for (i, slot) in slots.iter().enumerate() {
+            let handle = slot.handle.lock().unwrap().clone();
+            let Some(h) = handle else {
+                changed |= cache[i].take().is_some();
+                continue;
+            };
+            let key = (h.applied_index(), h.term(), h.is_leader());
+            if cache[i].as_ref().is_some_and(|(k, _)| *k == key) {
+                continue;
+            }
+            let Ok(state) = futures::executor::block_on(h.read(Consistency::Stale, |s| s.clone()))
+            else {
+                continue;
+            };
+            // The state read may be ahead of the index read a moment earlier; the state's own
+            // index is the one it is consistent with.
+            let view = ServerView {
+                server: h.id(),
+                term: key.1,
+                leader: key.2,
+                applied: state.index(),
+                state,
+            };
+            cache[i] = Some((key, view));
+            changed = true;
+        }
+        for (index, job_id) in acks.lock().unwrap().drain(..) {
+            checker.acked.record_job(index, "default", &job_id);
+            changed = true;
+        }
+        let views: Vec<ServerView> = cache.iter().flatten().map(|(_, v)| v.clone()).collect();
+        if changed {
+            checks += 1;
+            if let Err(Violation { invariant, detail }) = checker.check(&views) {
+                let seen: Vec<String> = views
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "server {} term {} leader {} applied {} jobs {:?}",
+                            v.server,
+                            v.term,
+                            v.leader,
+                            v.applied,
+                            v.state.jobs().map(|j| (&j.id, j.job_modify_index)).collect::<Vec<_>>()
+                        )
+                    })
+                    .collect();
+                return Err(fail(
+                    now,
+                    format!("invariant {invariant}: {detail}\n  {}", seen.join("\n  ")),
+                    &faults,
+                ));
+            }
+        }
+
+        // Liveness, once faults have stopped.
+        if now >= next_liveness && healed && views.len() == cfg.servers {
+            next_liveness = now + Duration::from_millis(500);
+            match liveness::converged(&views, checker.acked.max_index()) {
+                Ok(()) if commands_sent >= cfg.commands => {
+                    return Ok(Report {
+                        seed: cfg.seed,
+                        faults,
+                        acked_writes: checker.acked.jobs.len(),
+                        converged_after: now - fault_end,
+                        invariant_checks: checks,
+                    });
+                }
+                Ok(()) => {}
+                Err(missing) if now >= deadline => {
+                    return Err(fail(
+                        now,
+                        format!("no convergence within {:?}: {missing}", cfg.liveness_deadline),
+                        &faults,
+                    ));
+                }
+                Err(_) => {}
+            }
+        } else if now >= deadline {
+            return Err(fail(now, "no convergence: not every server is running".into(), &faults));
+        }
+    }
+}
+
+fn leader_of(slots: &[Arc<ServerSlot>]) -> Option<usize> {
+    slots.iter().position(|s| s.handle.lock().unwrap().as_ref().is_some_and(|h| h.is_leader()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn inject(
+    sim: &mut turmoil::Sim<'_>,
+    rng: &mut ChaCha8Rng,
+    now: Duration,
+    servers: &[String],
+    agent_hosts: &[String],
+    leader: Option<usize>,
+    slots: &[Arc<ServerSlot>],
+    heals: &mut Vec<(Duration, Heal)>,
+    crashed_server: &mut Option<usize>,
+    crashed_agents: &mut BTreeMap<String, bool>,
+    vanished: &mut bool,
+) -> Option<String> {
+    let for_ms = |rng: &mut ChaCha8Rng, lo: u64, hi: u64| {
+        now + Duration::from_millis(rng.random_range(lo..hi))
+    };
+    let pick = |rng: &mut ChaCha8Rng, of: &[String]| of[rng.random_range(0..of.len())].clone();
+    match rng.random_range(0..8) {
+        0 => {
+            let l = leader?;
+            for (i, other) in servers.iter().enumerate().filter(|(i, _)| *i != l) {
+                sim.partition(servers[l].as_str(), other.as_str());
+                heals.push((
+                    for_ms(rng, 1_000, 5_000),
+                    Heal::Repair(servers[l].clone(), servers[i].clone()),
+                ));
+            }
+            Some(format!("isolate leader {}", servers[l]))
+        }
+        1 => {
+            let (a, b) = (pick(rng, servers), pick(rng, servers));
+            if a == b {
+                return None;
+            }
+            sim.partition_oneway(a.as_str(), b.as_str());
+            heals.push((for_ms(rng, 1_000, 5_000), Heal::RepairOneway(a.clone(), b.clone())));
+            Some(format!("drop {a} -> {b}"))
+        }
+        2 if crashed_server.is_none() => {
+            let i = rng.random_range(0..servers.len());
+            sim.crash(servers[i].as_str());
+            *slots[i].handle.lock().unwrap() = None;
+            *slots[i].commands.lock().unwrap() = None;
+            *crashed_server = Some(i);
+            heals.push((for_ms(rng, 1_000, 6_000), Heal::BounceServer(i)));
+            Some(format!("crash {} (state kept)", servers[i]))
+        }
+        3 => {
+            let (a, b) = (pick(rng, servers), pick(rng, servers));
+            if a == b {
+                return None;
+            }
+            sim.hold(a.as_str(), b.as_str());
+            heals.push((for_ms(rng, 200, 2_000), Heal::Release(a.clone(), b.clone())));
+            Some(format!("hold {a} <-> {b}"))
+        }
+        4 => {
+            let h = pick(rng, agent_hosts);
+            for s in servers {
+                sim.partition(h.as_str(), s.as_str());
+                heals.push((for_ms(rng, 1_000, 8_000), Heal::Repair(h.clone(), s.clone())));
+            }
+            Some(format!("partition agents {h} from the servers"))
+        }
+        5 => {
+            let h = pick(rng, agent_hosts);
+            if crashed_agents.contains_key(&h) {
+                return None;
+            }
+            sim.crash(h.as_str());
+            crashed_agents.insert(h.clone(), false);
+            heals.push((for_ms(rng, 1_000, 6_000), Heal::BounceAgents(h.clone())));
+            Some(format!("crash agents {h}"))
+        }
+        6 if !*vanished && agent_hosts.len() > 2 => {
+            let h = pick(rng, agent_hosts);
+            if crashed_agents.contains_key(&h) {
+                return None;
+            }
+            sim.crash(h.as_str());
+            crashed_agents.insert(h.clone(), true);
+            *vanished = true;
+            Some(format!("agents {h} vanish for good"))
+        }
+        7 => {
+            let ms = rng.random_range(20..300);
+            sim.set_max_message_latency(Duration::from_millis(ms));
+            heals.push((for_ms(rng, 500, 4_000), Heal::Latency));
+            Some(format!("latency up to {ms} ms"))
+        }
+        _ => None,
+    }
+}
+
+fn apply_heal(
+    sim: &mut turmoil::Sim<'_>,
+    heal: &Heal,
+    slots: &[Arc<ServerSlot>],
+    crashed_server: &mut Option<usize>,
+    crashed_agents: &mut BTreeMap<String, bool>,
+    base_latency: Duration,
+) {
+    match heal {
+        Heal::Repair(a, b) => sim.repair(a.as_str(), b.as_str()),
+        Heal::RepairOneway(a, b) => sim.repair_oneway(a.as_str(), b.as_str()),
+        Heal::Release(a, b) => sim.release(a.as_str(), b.as_str()),
+        Heal::BounceServer(i) => {
+            if *crashed_server == Some(*i) {
+                sim.bounce(slots[*i].name.as_str());
+                *crashed_server = None;
+            }
+        }
+        Heal::BounceAgents(h) => {
+            if crashed_agents.get(h) == Some(&false) {
+                sim.bounce(h.as_str());
+                crashed_agents.remove(h);
+            }
+        }
+        Heal::Latency => sim.set_max_message_latency(base_latency),
+    }
+}

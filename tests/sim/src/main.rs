@@ -1,0 +1,61 @@
+//! The seed sweep: `cargo run --release -p sim -- --seeds N [--from S]` runs N simulations
+//! (seeds S..S+N, or the one in ORC_SIM_SEED) and prints every failure with its seed. A thin
+//! shell over `sim::harness`.
+
+use sim::harness::{run, SimConfig};
+use std::time::Instant;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut count, mut from) = (1u64, 0u64);
+    let (mut no_faults, mut ci) = (false, false);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--seeds" => count = value(),
+            "--from" => from = value(),
+            "--no-faults" => no_faults = true,
+            "--ci" => ci = true,
+            _ => usage(),
+        }
+    }
+    if let Some(seed) = std::env::var("ORC_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+        (from, count) = (seed, 1);
+    }
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for seed in from..from + count {
+        let mut cfg = if ci { SimConfig::ci(seed) } else { SimConfig::small(seed) };
+        cfg.faults = !no_faults;
+        let t = Instant::now();
+        match run(&cfg) {
+            Ok(r) => println!(
+                "seed {seed}: ok in {:.1}s wall, {} faults, {} acked writes, converged {:?} after faults, {} checks",
+                t.elapsed().as_secs_f64(),
+                r.faults.len(),
+                r.acked_writes,
+                r.converged_after,
+                r.invariant_checks
+            ),
+            Err(f) => {
+                println!("{f}");
+                failed.push(seed);
+            }
+        }
+    }
+    println!(
+        "seeds={count} failed={} wall_seconds={:.0} failing_seeds={failed:?}",
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: sim [--seeds N] [--from S] [--no-faults] [--ci]   (ORC_SIM_SEED=S runs one seed)"
+    );
+    std::process::exit(2)
+}
