@@ -105,8 +105,10 @@ async fn watch(client: &NodeClient, node_id: &str, rng: &mut ChaCha8Rng, control
         let now = now_nanos();
         let mut updates = Vec::new();
         for a in &reply.allocs {
+            // The servers' terminal verdict (lost, say) is final even if this agent last said
+            // running: a real agent stops such an allocation and does not report it again.
             let last = reported.get(&a.id).copied().unwrap_or(a.client_status);
-            if last.is_terminal() {
+            if last.is_terminal() || a.client_status.is_terminal() {
                 continue;
             }
             let batch = reply
@@ -124,10 +126,17 @@ async fn watch(client: &NodeClient, node_id: &str, rng: &mut ChaCha8Rng, control
                     }
                     Some(if fail { ClientStatus::Failed } else { ClientStatus::Running })
                 }
-                DesiredStatus::Run => match finishes.get(&a.id) {
-                    Some(&at) if at <= now => Some(ClientStatus::Complete),
-                    _ => None,
-                },
+                DesiredStatus::Run => {
+                    // A restarted agent has forgotten when its batch work finishes.
+                    if batch && !finishes.contains_key(&a.id) {
+                        finishes
+                            .insert(a.id.clone(), now + rng.random_range(200..3_000) * 1_000_000);
+                    }
+                    match finishes.get(&a.id) {
+                        Some(&at) if at <= now => Some(ClientStatus::Complete),
+                        _ => None,
+                    }
+                }
             };
             if let Some(status) = next.filter(|s| *s != last) {
                 updates.push(update(a, status, now));
