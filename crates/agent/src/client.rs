@@ -391,7 +391,9 @@ async fn watch_loop(inner: Arc<Inner>, wait: Duration) {
         match inner.api.allocs(&node_id, index, wait).await {
             Ok(reply) => {
                 attempt = 0;
-                index = reply.index;
+                // Index 0 asks for an immediate answer, so an empty allocation table (index 0)
+                // would turn the watch into a busy loop; block from 1 on, as Nomad's client does.
+                index = reply.index.max(1);
                 let mut desired = Vec::new();
                 for (alloc, job) in reply.allocs {
                     if let Some(job) = job {

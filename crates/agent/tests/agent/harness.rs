@@ -18,6 +18,7 @@ struct State {
     allocs: BTreeMap<String, (Allocation, Job)>,
     reports: Vec<AllocReport>,
     nodes: Vec<Node>,
+    watch_calls: u64,
 }
 
 /// Servers in memory: they hand out what tests put in and record what the agent reports.
@@ -59,6 +60,11 @@ impl FakeServers {
     pub fn last(&self, alloc_id: &str) -> Option<AllocReport> {
         let s = self.state.lock().unwrap();
         s.reports.iter().rev().find(|r| r.alloc_id == alloc_id).cloned()
+    }
+
+    /// How many allocation watches the agent has made.
+    pub fn watch_calls(&self) -> u64 {
+        self.state.lock().unwrap().watch_calls
     }
 
     pub fn nodes(&self) -> Vec<Node> {
@@ -106,8 +112,12 @@ impl ServerApi for FakeServers {
         wait: Duration,
     ) -> BoxFuture<'a, Result<NodeAllocs, ApiError>> {
         Box::pin(async move {
-            let mut rx = self.changed.subscribe();
-            let _ = tokio::time::timeout(wait, rx.wait_for(|i| *i > min_index)).await;
+            self.state.lock().unwrap().watch_calls += 1;
+            // As the real servers do, index 0 means "answer now" rather than "block".
+            if min_index > 0 {
+                let mut rx = self.changed.subscribe();
+                let _ = tokio::time::timeout(wait, rx.wait_for(|i| *i > min_index)).await;
+            }
             let s = self.state.lock().unwrap();
             Ok(NodeAllocs {
                 index: s.index,

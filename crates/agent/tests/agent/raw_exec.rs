@@ -271,3 +271,16 @@ async fn logs_api_frames_plain_follow_and_path_safety() {
     assert!(latency < Duration::from_millis(500), "follow latency {latency:?}");
     c.shutdown();
 }
+
+// Two worker threads, so a spinning watch cannot starve the test's own timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_agent_blocks_on_its_allocation_watch() {
+    // Regression: with no allocation ever written the table index is 0, and a watch from index 0
+    // answers at once; an agent that kept asking from 0 spun a core at 100% while idle.
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let _c = client(servers.clone(), dir.path(), None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls = servers.watch_calls();
+    assert!((1..=3).contains(&calls), "an idle agent made {calls} allocation watches in 0.5 s");
+}
