@@ -99,6 +99,14 @@ pub struct Failure {
     pub faults: Vec<String>,
 }
 
+impl Failure {
+    /// True when the run kept every safety invariant but did not converge after the faults
+    /// stopped (as opposed to a broken invariant).
+    pub fn is_liveness(&self) -> bool {
+        self.reason.starts_with("no convergence")
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
