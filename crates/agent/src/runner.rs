@@ -122,6 +122,24 @@ fn invocation_id() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+/// Why a task cannot be set up by this agent, if it uses what the agent does not implement yet.
+fn unsupported_setup(task: &Task) -> Option<String> {
+    let mut missing = Vec::new();
+    if !task.templates.is_empty() {
+        missing.push("template");
+    }
+    if !task.artifacts.is_empty() {
+        missing.push("artifact");
+    }
+    (!missing.is_empty()).then(|| {
+        format!(
+            "this orc agent does not support {} blocks yet; remove them from task {:?} or render the files another way",
+            missing.join(" and "),
+            task.name
+        )
+    })
+}
+
 fn event(kind: &str, message: impl Into<String>) -> TaskEvent {
     let message = message.into();
     TaskEvent {
@@ -678,6 +696,20 @@ async fn run_task(
         let _ = outcome.send(Some(true));
         return;
     };
+    // Templates and artifacts are accepted by job files (Nomad's meaning) but this agent cannot
+    // yet render or fetch them; running the task without them would silently change what the
+    // job means, so the task fails loudly instead, and restarting cannot help.
+    if let Some(message) = unsupported_setup(&task) {
+        shared.update(&name, |s| {
+            s.state = "dead".into();
+            s.failed = true;
+            s.finished_at = Some(rfc3339_now());
+            s.events.push(event("Setup Failure", message));
+            s.events.push(event("Not Restarting", "Error was unrecoverable"));
+        });
+        let _ = outcome.send(Some(true));
+        return;
+    }
     let group = job.task_groups.iter().find(|g| g.name == alloc.task_group);
     let policy = task
         .restart_policy

@@ -284,3 +284,23 @@ async fn an_idle_agent_blocks_on_its_allocation_watch() {
     let calls = servers.watch_calls();
     assert!((1..=3).contains(&calls), "an idle agent made {calls} allocation watches in 0.5 s");
 }
+
+#[tokio::test]
+async fn templates_and_artifacts_fail_loudly_rather_than_being_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let _c = client(servers.clone(), dir.path(), None).await;
+    let mut task = sh_task("web", "sleep 30");
+    task.templates.push(model::Template {
+        embedded_tmpl: "KEY=value".into(),
+        dest_path: "secrets/file.env".into(),
+        ..model::Template::default()
+    });
+    let job = job("tmpl", JobType::Service, vec![task]);
+    let a = alloc(&job, &[]);
+    servers.place(a.clone(), job);
+    let r = servers
+        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status == ClientStatus::Failed)
+        .await;
+    assert_eq!(events(&r, "web"), ["Received", "Setup Failure", "Not Restarting"]);
+}
