@@ -181,7 +181,7 @@ const routes = [
   [/^#\/servers$/, () => live(["/v1/agent/members", "/v1/status/leader"], (m, leader) => `<h1>Servers</h1>` + table(
     ["Name", "Address", "Status", "Leader", "Datacenter", "Region"],
     ((m && m.Members) || []).map((s) => [esc(s.Name), esc(`${s.Addr}:${s.Port}`), pill(s.Status),
-      esc(((s.Tags || {}).rpc_addr || "") === leader || (typeof leader === "string" && leader.startsWith(`${s.Addr}:`)) ? "yes" : ""),
+      esc((s.Tags || {}).leader === "true" || (typeof leader === "string" && leader === `${s.Addr}:${s.Port}`) ? "yes" : ""),
       esc((s.Tags || {}).dc), esc((s.Tags || {}).region)]),
     "No servers.",
   ))],
