@@ -269,6 +269,14 @@ async fn logs_api_frames_plain_follow_and_path_safety() {
     assert_eq!(text, "tick\n");
     let latency = at.duration_since(written);
     assert!(latency < Duration::from_millis(500), "follow latency {latency:?}");
+    // Stop the task before the agent: an agent that shuts down leaves tasks running for
+    // re-adoption, which would leak this endless loop past the test.
+    servers.stop(&a.id);
+    servers
+        .wait_report(&a.id, Duration::from_secs(10), |r| {
+            matches!(r.client_status, ClientStatus::Complete | ClientStatus::Failed)
+        })
+        .await;
     c.shutdown();
 }
 
