@@ -7,50 +7,15 @@
 //! minimal HTTP/1.1 client on the same runtime, so latencies include its cost.
 
 use model::{ServiceHealth, ServiceRegistration};
-use server::http::{self, HttpConfig};
-use server::raft::RaftTiming;
 use server::state::Command;
-use server::transport::TcpConnector;
-use server::{Config, Seams, Server, ServerHandle};
-use std::sync::Arc;
+use server::ServerHandle;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-async fn start() -> (ServerHandle, String) {
-    let rpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = rpc.local_addr().unwrap().to_string();
-    let mut config = Config {
-        raft: RaftTiming {
-            heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
-            ..RaftTiming::default()
-        },
-        ..Config::default()
-    };
-    config.server.enabled = true;
-    let seams = Seams {
-        rpc_listener: Box::new(rpc),
-        rpc_advertise: addr,
-        connector: Arc::new(TcpConnector),
-        store: None,
-    };
-    let handle = Server::start(config.clone(), seams).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(http::serve(
-        listener,
-        handle.clone(),
-        HttpConfig::from_server(&config),
-        std::future::pending(),
-    ));
-    (handle, http_addr)
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{env_num, start};
 
 fn registration(service: &str, i: usize) -> ServiceRegistration {
     let alloc = format!("{i:08x}-0000-4000-8000-{i:012x}");

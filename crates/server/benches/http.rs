@@ -10,56 +10,21 @@ use model::{
     AllocatedResources, Allocation, ClientStatus, DriverInfo, Evaluation, Job, Node, NodeStatus,
     Task, TaskGroup,
 };
-use server::http::{self, HttpConfig};
-use server::raft::RaftTiming;
 use server::state::{AllocClientUpdate, Command, PlanResults};
-use server::transport::TcpConnector;
-use server::{Config, Seams, Server, ServerHandle};
-use std::sync::Arc;
+use server::ServerHandle;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{env_num, start};
+
 const JOBS: usize = 100;
 const ALLOCS_PER_JOB: usize = 100;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn uuid(kind: u32, i: usize) -> String {
     format!("{kind:08x}-0000-4000-8000-{i:012x}")
-}
-
-async fn start() -> (ServerHandle, String) {
-    let rpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = rpc.local_addr().unwrap().to_string();
-    let mut config = Config {
-        raft: RaftTiming {
-            heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
-            ..RaftTiming::default()
-        },
-        ..Config::default()
-    };
-    config.server.enabled = true;
-    let seams = Seams {
-        rpc_listener: Box::new(rpc),
-        rpc_advertise: addr,
-        connector: Arc::new(TcpConnector),
-        store: None,
-    };
-    let handle = Server::start(config.clone(), seams).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(http::serve(
-        listener,
-        handle.clone(),
-        HttpConfig::from_server(&config),
-        std::future::pending(),
-    ));
-    (handle, http_addr)
 }
 
 /// 100 nodes, 100 jobs and 10,000 running allocations, written as the pipeline would.
