@@ -210,11 +210,13 @@ impl Client {
             service_tasks.extend(tasks);
             native
         });
-        let services = Arc::new(crate::services::Services {
-            consul: config.consul.clone().map(|c| crate::services::ConsulServices::new(c, address)),
+        let services = Arc::new(crate::services::Services::new(
+            config.consul.clone().map(|c| crate::services::ConsulServices::new(c, address)),
             native,
-        });
+        ));
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        // Allocation health verdicts go out with the runner's reports.
+        service_tasks.push(tokio::spawn(services.clone().run(reports_tx.clone())));
         let env = Arc::new(RunnerEnv {
             drivers,
             node: node.clone(),
@@ -254,10 +256,10 @@ impl Client {
             tasks.push(tokio::spawn(c.syncer().clone().run(std::future::pending())));
         }
         tasks.extend(service_tasks);
-        if let Some(native) = &services.native {
+        {
             // check_restart restarts one task through its allocation's runner.
             let weak = Arc::downgrade(&inner);
-            native.set_restart(Arc::new(move |alloc_id: &str, task: &str| {
+            services.set_restart(Arc::new(move |alloc_id: &str, task: &str| {
                 let Some(inner) = weak.upgrade() else { return };
                 let runners = inner.runners.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(e) = runners.get(alloc_id) {
@@ -459,9 +461,10 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
     }
 }
 
-/// Registers or deregisters an allocation's services as its status changes.
-fn service_status(inner: &Inner, r: &AllocReport) {
-    inner.services.status(&r.alloc_id, r.client_status);
+/// Registers or deregisters an allocation's services as its status changes, and adds the
+/// allocation's health to the report once it is decided.
+fn service_status(inner: &Inner, r: &mut AllocReport) {
+    inner.services.observe(r);
 }
 
 async fn report_loop(inner: Arc<Inner>, mut reports: mpsc::UnboundedReceiver<AllocReport>) {
@@ -470,8 +473,8 @@ async fn report_loop(inner: Arc<Inner>, mut reports: mpsc::UnboundedReceiver<All
     loop {
         if pending.is_empty() {
             match reports.recv().await {
-                Some(r) => {
-                    service_status(&inner, &r);
+                Some(mut r) => {
+                    service_status(&inner, &mut r);
                     pending.insert(r.alloc_id.clone(), r);
                 }
                 None => return,
@@ -480,8 +483,8 @@ async fn report_loop(inner: Arc<Inner>, mut reports: mpsc::UnboundedReceiver<All
         // Batch what arrives within 50 ms (Nomad batches client updates every 200 ms; a
         // shorter window keeps `orc run` snappy).
         tokio::time::sleep(Duration::from_millis(50)).await;
-        while let Ok(r) = reports.try_recv() {
-            service_status(&inner, &r);
+        while let Ok(mut r) = reports.try_recv() {
+            service_status(&inner, &mut r);
             pending.insert(r.alloc_id.clone(), r);
         }
         let batch: Vec<AllocReport> = pending.values().cloned().collect();

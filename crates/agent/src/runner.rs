@@ -26,6 +26,9 @@ pub struct AllocReport {
     pub client_status: ClientStatus,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
+    /// The allocation's health once decided (`services` fills it in; the runner never does).
+    #[serde(default)]
+    pub deployment_status: Option<model::AllocDeploymentStatus>,
     /// Unix nanoseconds.
     pub modify_time: i64,
 }
@@ -191,6 +194,7 @@ impl Shared {
                 client_status: p.client_status,
                 client_description: describe(p.client_status).into(),
                 task_states: p.task_states.clone(),
+                deployment_status: None,
                 modify_time: unix_nanos(),
             }
         };

@@ -6,11 +6,19 @@
 //! periodically; Consul runs the checks. `provider = "nomad"` (or `"orc"`) goes to orc's own
 //! catalogue on the servers ([`CatalogApi`]); the agent runs those checks itself (`checks`
 //! crate), writes each instance's health into its registration when it changes, and restarts a
-//! task whose checks fail `check_restart.limit` times in a row after `grace`.
+//! task whose checks fail `check_restart.limit` times in a row after `grace`. For Consul's
+//! checks the agent polls the local Consul agent's `/v1/agent/checks`, as Nomad's check watcher
+//! does, and feeds the same `check_restart` logic.
+//!
+//! It also decides each allocation's health for deployments (`DeploymentStatus.Healthy`,
+//! `checks::health`): tasks from the runner's reports, checks from both providers, the verdict
+//! sent back to the servers with the allocation's next report.
 //!
 //! Not here yet: script checks (TTL updates to Consul), `${...}` interpolation of service
-//! fields, allocation health for deployments.
+//! fields.
 
+use crate::runner::AllocReport;
+use checks::{AllocHealth, HealthMode, HealthParams, TasksView};
 use checks::{CheckHandle, CheckKind, CheckRestartPolicy, CheckRestartTracker, CheckSpec};
 use checks::{CheckStatus, CheckUpdate, HttpProbe, Thresholds};
 use consul::build::{host_port, registration, Instance};
@@ -18,7 +26,8 @@ use consul::ids::{self, Owner};
 use consul::{Client, ConsulConfig, Syncer};
 use futures::future::BoxFuture;
 use model::{
-    Allocation, ClientStatus, Job, Node, ServiceCheckResult, ServiceHealth, ServiceRegistration,
+    AllocDeploymentStatus, Allocation, ClientStatus, Job, JobType, Node, ServiceCheckResult,
+    ServiceHealth, ServiceRegistration, TaskGroup,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -28,19 +37,105 @@ use tokio::sync::mpsc;
 /// How often the whole Consul state is compared with what should be there (Nomad: 30 s).
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How often the agent reads Consul's check statuses (Nomad's check watcher: about 1 s).
+pub const CONSUL_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One check registered in Consul, as the agent watches it.
+struct WatchedCheck {
+    check_id: String,
+    /// The task `check_restart` restarts.
+    task: String,
+    interval: Duration,
+    /// The tracker, and when it last counted a failure: Consul's status is read more often
+    /// than the check runs, so a failure is counted at most once per interval.
+    restart: Option<(CheckRestartTracker, Option<Instant>)>,
+}
+
 /// The Consul side of the agent's services.
 pub struct ConsulServices {
     syncer: Syncer,
     node_address: String,
     /// What is needed to build an allocation's registrations when it reports running.
     allocs: Mutex<BTreeMap<String, (Allocation, Job)>>,
+    /// The checks of each registered allocation.
+    checks: Mutex<BTreeMap<String, Vec<WatchedCheck>>>,
+    /// Check ID → status, from the last read of Consul's checks.
+    statuses: Mutex<BTreeMap<String, String>>,
+    restart: Mutex<Option<RestartFn>>,
 }
 
 impl ConsulServices {
     /// Services for a node reachable at `node_address`; run [`ConsulServices::syncer`]'s loop.
     pub fn new(config: ConsulConfig, node_address: String) -> ConsulServices {
         let syncer = Syncer::new(Client::new(config), SYNC_INTERVAL);
-        ConsulServices { syncer, node_address, allocs: Mutex::default() }
+        ConsulServices {
+            syncer,
+            node_address,
+            allocs: Mutex::default(),
+            checks: Mutex::default(),
+            statuses: Mutex::default(),
+            restart: Mutex::new(None),
+        }
+    }
+
+    /// Sets how `check_restart` restarts a task.
+    pub fn set_restart(&self, f: RestartFn) {
+        *self.restart.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// True when every Consul check of the allocation passed at the last read (or it has none).
+    fn checks_passing(&self, alloc_id: &str) -> bool {
+        let checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = checks.get(alloc_id) else { return true };
+        let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter().all(|c| statuses.get(&c.check_id).is_some_and(|s| s == "passing"))
+    }
+
+    /// Reads Consul's check statuses once and applies `check_restart`.
+    async fn poll(&self) {
+        if self.checks.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return;
+        }
+        let client = self.syncer.client().clone();
+        let read = tokio::task::spawn_blocking(move || client.checks()).await;
+        let Ok(Ok(checks)) = read else {
+            // Consul unreachable: keep the last statuses; nothing is restarted on no news.
+            return;
+        };
+        let statuses: BTreeMap<String, String> =
+            checks.into_iter().map(|(id, c)| (id, c.status)).collect();
+        let now = Instant::now();
+        let mut restarts = Vec::new();
+        {
+            let mut watched = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+            for (alloc_id, list) in watched.iter_mut() {
+                for c in list.iter_mut() {
+                    let Some((tracker, last)) = c.restart.as_mut() else { continue };
+                    let Some(status) =
+                        statuses.get(&c.check_id).and_then(|s| CheckStatus::parse(s))
+                    else {
+                        continue;
+                    };
+                    let failing = matches!(status, CheckStatus::Critical | CheckStatus::Warning);
+                    if failing && last.is_some_and(|t| now.duration_since(t) < c.interval) {
+                        continue;
+                    }
+                    *last = failing.then_some(now);
+                    if tracker.observe(status, now) {
+                        *last = None;
+                        restarts.push((alloc_id.clone(), c.task.clone(), c.check_id.clone()));
+                    }
+                }
+            }
+        }
+        *self.statuses.lock().unwrap_or_else(|e| e.into_inner()) = statuses;
+        let f = self.restart.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (alloc_id, task, check) in restarts {
+            tracing::info!(alloc = %alloc_id, task = %task, check = %check, "check_restart: restarting the task");
+            if let Some(f) = &f {
+                f(&alloc_id, &task);
+            }
+        }
     }
 
     pub fn syncer(&self) -> &Syncer {
@@ -59,18 +154,40 @@ impl ConsulServices {
             ClientStatus::Running => {
                 let a = self.allocs.lock().unwrap_or_else(|e| e.into_inner());
                 let Some((alloc, job)) = a.get(alloc_id) else { return };
-                let regs = registrations(alloc, job, &self.node_address);
+                let regs = registrations_with_checks(alloc, job, &self.node_address);
                 drop(a);
-                self.syncer.set_alloc(alloc_id, regs);
+                let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+                if !checks.contains_key(alloc_id) {
+                    let now = Instant::now();
+                    let watched = regs
+                        .iter()
+                        .flat_map(|(_, w)| w.iter())
+                        .map(|(check_id, task, interval, policy)| WatchedCheck {
+                            check_id: check_id.clone(),
+                            task: task.clone(),
+                            interval: *interval,
+                            restart: policy.map(|p| (CheckRestartTracker::new(p, now), None)),
+                        })
+                        .collect::<Vec<_>>();
+                    if !watched.is_empty() {
+                        checks.insert(alloc_id.to_owned(), watched);
+                    }
+                }
+                drop(checks);
+                self.syncer.set_alloc(alloc_id, regs.into_iter().map(|(r, _)| r).collect());
             }
             ClientStatus::Pending => {}
-            _ => self.syncer.remove_alloc(alloc_id),
+            _ => {
+                self.checks.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
+                self.syncer.remove_alloc(alloc_id);
+            }
         }
     }
 
     /// Forgets an allocation (collected): its services go.
     pub fn forget(&self, alloc_id: &str) {
         self.allocs.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
+        self.checks.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
         self.syncer.remove_alloc(alloc_id);
     }
 }
@@ -192,6 +309,13 @@ impl NativeServices {
     pub fn forget(&self, alloc_id: &str) {
         self.allocs.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
         self.deregister(alloc_id);
+    }
+
+    /// True when every check of the allocation's catalogue registrations passes (or it has none).
+    fn checks_passing(&self, alloc_id: &str) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = running.get(alloc_id) else { return true };
+        r.regs.values().all(|r| r.reg.checks.iter().all(|c| c.status == ServiceHealth::Passing))
     }
 
     fn deregister(&self, alloc_id: &str) {
@@ -430,20 +554,195 @@ fn merge(
     }
 }
 
-/// Both providers, as the client drives them.
+/// How often allocation health is re-evaluated.
+const HEALTH_TICK: Duration = Duration::from_millis(250);
+
+/// One allocation whose health is being decided.
+struct Health {
+    tracker: AllocHealth,
+    /// Task → (lifecycle hook, sidecar), from the job.
+    lifecycles: BTreeMap<String, (String, bool)>,
+    /// The runner's last report, re-sent with the verdict.
+    last: Option<AllocReport>,
+    status: Option<AllocDeploymentStatus>,
+}
+
+/// Both providers, and allocation health, as the client drives them.
 #[derive(Default)]
 pub struct Services {
     pub consul: Option<ConsulServices>,
     pub native: Option<Arc<NativeServices>>,
+    health: Mutex<BTreeMap<String, Health>>,
+    /// Where a health verdict goes: the client's report queue.
+    reports: Mutex<Option<mpsc::UnboundedSender<AllocReport>>>,
+}
+
+/// The health settings of an allocation's group, or `None` when the agent does not decide its
+/// health: Nomad watches only service jobs, and `health_check = "manual"` leaves it to the
+/// operator. The group's `update` block decides, else its `migrate` block, else Nomad's
+/// defaults (checks, 10s, 5m).
+pub fn health_params(job: &Job, group: &TaskGroup) -> Option<HealthParams> {
+    if job.job_type != JobType::Service {
+        return None;
+    }
+    let (check, min_healthy_time, healthy_deadline) = match (&group.update, &group.migrate) {
+        (Some(u), _) => (u.health_check.as_str(), u.min_healthy_time, u.healthy_deadline),
+        (None, Some(m)) => (m.health_check.as_str(), m.min_healthy_time, m.healthy_deadline),
+        (None, None) => ("checks", Duration::from_secs(10), Duration::from_secs(300)),
+    };
+    let mode = match check {
+        "manual" => return None,
+        "task_states" => HealthMode::TaskStates,
+        _ => HealthMode::Checks,
+    };
+    Some(HealthParams { mode, min_healthy_time, healthy_deadline })
+}
+
+/// The tasks of a report as health sees them (Nomad's rules: poststop tasks are ignored,
+/// prestart and poststart tasks that are not sidecars may finish successfully, any other
+/// finished or failed task makes the allocation unhealthy).
+fn tasks_view(r: &AllocReport, lifecycles: &BTreeMap<String, (String, bool)>) -> TasksView {
+    if r.client_status.is_terminal() {
+        return TasksView::Failed;
+    }
+    let mut restarts = 0;
+    let mut all_running = true;
+    for (name, (hook, sidecar)) in lifecycles {
+        if hook == "poststop" {
+            continue;
+        }
+        let Some(st) = r.task_states.get(name) else {
+            all_running = false;
+            continue;
+        };
+        if st.failed {
+            return TasksView::Failed;
+        }
+        let ephemeral = (hook == "prestart" || hook == "poststart") && !sidecar;
+        match st.state.as_str() {
+            "running" => restarts += st.restarts,
+            "dead" if ephemeral => {}
+            "dead" => return TasksView::Failed,
+            _ => all_running = false,
+        }
+    }
+    if all_running {
+        TasksView::Running { restarts }
+    } else {
+        TasksView::NotRunning
+    }
 }
 
 impl Services {
+    /// Both providers; allocation health is decided once [`Services::run`] runs.
+    pub fn new(consul: Option<ConsulServices>, native: Option<Arc<NativeServices>>) -> Services {
+        Services { consul, native, ..Services::default() }
+    }
+
+    /// Sets how `check_restart` restarts a task, for both providers.
+    pub fn set_restart(&self, f: RestartFn) {
+        if let Some(c) = &self.consul {
+            c.set_restart(f.clone());
+        }
+        if let Some(n) = &self.native {
+            n.set_restart(f);
+        }
+    }
+
     pub fn track(&self, alloc: &Allocation, job: &Job) {
         if let Some(c) = &self.consul {
             c.track(alloc, job);
         }
         if let Some(n) = &self.native {
             n.track(alloc, job);
+        }
+        let decided = alloc.deployment_status.as_ref().is_some_and(|d| d.healthy.is_some());
+        let group = job.task_groups.iter().find(|g| g.name == alloc.task_group);
+        let params = group.and_then(|g| health_params(job, g));
+        if let (Some(group), Some(params), false) = (group, params, decided) {
+            let lifecycles = group
+                .tasks
+                .iter()
+                .map(|t| {
+                    let l = t.lifecycle.as_ref();
+                    let hook = l.map(|l| l.hook.clone()).unwrap_or_default();
+                    (t.name.clone(), (hook, l.is_some_and(|l| l.sidecar)))
+                })
+                .collect();
+            let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            h.entry(alloc.id.clone()).or_insert_with(|| Health {
+                tracker: AllocHealth::new(params, Instant::now()),
+                lifecycles,
+                last: None,
+                status: None,
+            });
+        }
+    }
+
+    /// Follows one of the runner's reports on its way to the servers: services are registered
+    /// or deregistered, health sees the tasks, and the report carries the health verdict.
+    pub fn observe(&self, r: &mut AllocReport) {
+        self.status(&r.alloc_id, r.client_status);
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = health.get_mut(&r.alloc_id) {
+            h.tracker.tasks(tasks_view(r, &h.lifecycles), Instant::now());
+            if r.deployment_status.is_none() {
+                r.deployment_status = h.status.clone();
+            }
+            h.last = Some(r.clone());
+        }
+    }
+
+    /// Decides allocation health and reads Consul's checks, until the agent stops. A verdict
+    /// is sent to `reports` as a copy of the allocation's last report.
+    pub async fn run(self: Arc<Self>, reports: mpsc::UnboundedSender<AllocReport>) {
+        *self.reports.lock().unwrap_or_else(|e| e.into_inner()) = Some(reports);
+        let mut tick = tokio::time::interval(HEALTH_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_poll: Option<Instant> = None;
+        loop {
+            tick.tick().await;
+            if let Some(c) = &self.consul {
+                if last_poll.is_none_or(|t| t.elapsed() >= CONSUL_POLL_INTERVAL) {
+                    last_poll = Some(Instant::now());
+                    c.poll().await;
+                }
+            }
+            self.decide_health();
+        }
+    }
+
+    fn checks_passing(&self, alloc_id: &str) -> bool {
+        self.native.as_ref().is_none_or(|n| n.checks_passing(alloc_id))
+            && self.consul.as_ref().is_none_or(|c| c.checks_passing(alloc_id))
+    }
+
+    fn decide_health(&self) {
+        let now = Instant::now();
+        let ids: Vec<String> = {
+            let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            h.iter().filter(|(_, h)| h.status.is_none()).map(|(id, _)| id.clone()).collect()
+        };
+        for id in ids {
+            let passing = self.checks_passing(&id);
+            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(h) = health.get_mut(&id) else { continue };
+            h.tracker.checks(passing, now);
+            let Some(healthy) = h.tracker.verdict(now) else { continue };
+            tracing::info!(alloc = %id, healthy, "allocation health decided");
+            let status = AllocDeploymentStatus {
+                healthy: Some(healthy),
+                timestamp: unix_nanos(),
+                ..AllocDeploymentStatus::default()
+            };
+            h.status = Some(status.clone());
+            let Some(mut report) = h.last.clone() else { continue };
+            drop(health);
+            report.deployment_status = Some(status);
+            report.modify_time = unix_nanos();
+            if let Some(tx) = self.reports.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                let _ = tx.send(report);
+            }
         }
     }
 
@@ -463,6 +762,7 @@ impl Services {
         if let Some(n) = &self.native {
             n.forget(alloc_id);
         }
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
     }
 }
 
@@ -472,22 +772,59 @@ pub fn registrations(
     job: &Job,
     node_address: &str,
 ) -> Vec<consul::ServiceRegistration> {
+    registrations_with_checks(alloc, job, node_address).into_iter().map(|(r, _)| r).collect()
+}
+
+/// A check the agent watches in Consul: (check ID, task, interval, `check_restart`).
+type CheckWatch = (String, String, Duration, Option<CheckRestartPolicy>);
+
+/// [`registrations`], each with what the agent watches of its checks.
+fn registrations_with_checks(
+    alloc: &Allocation,
+    job: &Job,
+    node_address: &str,
+) -> Vec<(consul::ServiceRegistration, Vec<CheckWatch>)> {
     let Some(group) = job.task_groups.iter().find(|g| g.name == alloc.task_group) else {
         return Vec::new();
     };
     let ports: BTreeMap<String, u16> =
         alloc.allocated_resources.shared.ports.iter().map(|p| (p.label.clone(), p.value)).collect();
-    let group_services = group.services.iter().map(|s| (Owner::Group(&group.name), s));
-    let task_services =
-        group.tasks.iter().flat_map(|t| t.services.iter().map(move |s| (Owner::Task(&t.name), s)));
+    let group_services =
+        group.services.iter().map(|s| (Owner::Group(&group.name), s, s.task_name.as_str()));
+    let task_services = group
+        .tasks
+        .iter()
+        .flat_map(|t| t.services.iter().map(move |s| (Owner::Task(&t.name), s, t.name.as_str())));
     let mut out = Vec::new();
-    for (owner, service) in group_services.chain(task_services) {
+    for (owner, service, task) in group_services.chain(task_services) {
         if service.provider != "consul" && !service.provider.is_empty() {
             continue;
         }
         let i = Instance { alloc_id: &alloc.id, owner, service, node_address, ports: &ports };
         match registration(&i) {
-            Ok(r) => out.push(r),
+            Ok(r) => {
+                // `registration` builds one Consul check per check block, in order.
+                let watched = service
+                    .checks
+                    .iter()
+                    .zip(&r.checks)
+                    .map(|(c, reg)| {
+                        let policy = c.check_restart.as_ref().or(service.check_restart.as_ref());
+                        let task = if task.is_empty() { c.task_name.as_str() } else { task };
+                        (
+                            reg.check_id.clone(),
+                            task.to_owned(),
+                            c.interval,
+                            policy.map(|cr| CheckRestartPolicy {
+                                limit: cr.limit,
+                                grace: cr.grace,
+                                ignore_warnings: cr.ignore_warnings,
+                            }),
+                        )
+                    })
+                    .collect();
+                out.push((r, watched));
+            }
             Err(e) => tracing::warn!(alloc = %alloc.id, error = %e, "service not registered"),
         }
     }

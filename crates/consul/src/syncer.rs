@@ -80,6 +80,11 @@ impl Syncer {
         self.inner.wake.notify_one();
     }
 
+    /// The Consul agent this syncer writes to (the agent also reads check statuses from it).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
     pub fn status(&self) -> SyncStatus {
         self.inner.status.lock().expect("syncer lock").clone()
     }

@@ -195,6 +195,8 @@ pub struct AllocDeploymentStatus {
     /// Unix nanoseconds.
     pub timestamp: i64,
     pub canary: bool,
+    /// The Raft index at which the health was last written.
+    pub modify_index: u64,
 }
 
 impl Allocation {

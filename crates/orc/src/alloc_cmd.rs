@@ -29,7 +29,7 @@ pub fn alloc_status(args: &StatusArgs) -> anyhow::Result<u8> {
     }
     let v = args.read.verbose;
     let now = now_nanos();
-    let mut out = kv(&[
+    let mut rows = vec![
         ("ID", short_id(&s(&a, "ID"), v)),
         ("Eval ID", short_id(&s(&a, "EvalID"), v)),
         ("Name", s(&a, "Name")),
@@ -43,7 +43,18 @@ pub fn alloc_status(args: &StatusArgs) -> anyhow::Result<u8> {
         ("Desired Description", s(&a, "DesiredDescription")),
         ("Created", ago(a["CreateTime"].as_i64().unwrap_or(0), now)),
         ("Modified", ago(a["ModifyTime"].as_i64().unwrap_or(0), now)),
-    ]);
+    ];
+    // Nomad prints the health the agent decided (`DeploymentStatus.Healthy`) when there is one.
+    let d = &a["DeploymentStatus"];
+    if !d.is_null() {
+        let health = match d["Healthy"].as_bool() {
+            Some(true) => "healthy",
+            Some(false) => "unhealthy",
+            None => "unset",
+        };
+        rows.push(("Deployment Health", health.to_owned()));
+    }
+    let mut out = kv(&rows);
     let ports: Vec<String> = a["AllocatedResources"]["Shared"]["Ports"]
         .as_array()
         .into_iter()

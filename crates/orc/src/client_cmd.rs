@@ -185,7 +185,7 @@ impl ServerApi for GrpcServers {
                 client_status: r.client_status,
                 client_description: r.client_description,
                 task_states: r.task_states,
-                deployment_status: None,
+                deployment_status: r.deployment_status,
                 modify_time: r.modify_time,
             })
             .collect();

@@ -304,8 +304,15 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
                 alloc.client_status = u.client_status;
                 alloc.client_description = u.client_description;
                 alloc.task_states = u.task_states;
-                if u.deployment_status.is_some() {
-                    alloc.deployment_status = u.deployment_status;
+                if let Some(mut d) = u.deployment_status {
+                    // Written once by the agent; a report that only repeats it keeps the index.
+                    d.modify_index = match &alloc.deployment_status {
+                        Some(old) if old.healthy == d.healthy && old.timestamp == d.timestamp => {
+                            old.modify_index
+                        }
+                        _ => index,
+                    };
+                    alloc.deployment_status = Some(d);
                 }
                 alloc.modify_time = u.modify_time;
                 alloc.modify_index = index;

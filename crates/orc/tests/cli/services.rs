@@ -416,3 +416,120 @@ fn seed_job_file_in_pots_registers_in_consul() {
     assert!(out.status.success());
     assert!(rt.block_on(fake.wait_for(Duration::from_secs(30), |s, _| s.is_empty())));
 }
+
+/// A group running a python3 web server on its own port, with a catalogue service whose http
+/// check asks for `path`, and the group's `update` block.
+fn health_group(name: &str, path: &str, update: &str) -> String {
+    format!(
+        r#"  group "{name}" {{
+    network {{
+      port "http" {{}}
+    }}
+    update {{
+      {update}
+    }}
+    task "web" {{
+      driver = "raw_exec"
+      kill_timeout = "1s"
+      config {{
+        command = "python3"
+        args    = ["-m", "http.server", "--bind", "127.0.0.1", "${{NOMAD_PORT_http}}"]
+      }}
+      service {{
+        name     = "{name}"
+        port     = "http"
+        provider = "nomad"
+        check {{
+          type     = "http"
+          path     = "{path}"
+          interval = "1s"
+          timeout  = "1s"
+        }}
+      }}
+    }}
+  }}
+"#
+    )
+}
+
+/// Unix seconds of an RFC 3339 UTC time as the agent writes it (`2026-01-02T03:04:05Z`).
+fn rfc3339_secs(t: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant), for the test's own arithmetic.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+#[test]
+fn allocation_health_follows_checks_task_states_and_the_deadline() {
+    let agent = Agent::start(None);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("health.job");
+    // "good" passes its check; "bad" asks for a page python's server does not have (404, so
+    // critical) and misses its deadline; "states" fails the same way but only its tasks count.
+    let job = format!(
+        "job \"health\" {{\n  datacenters = [\"*\"]\n{}{}{}}}\n",
+        health_group("good", "/", "min_healthy_time = \"2s\"\n      healthy_deadline = \"1m\""),
+        health_group(
+            "bad",
+            "/missing",
+            "min_healthy_time = \"1s\"\n      healthy_deadline = \"4s\""
+        ),
+        health_group(
+            "states",
+            "/missing",
+            "health_check = \"task_states\"\n      min_healthy_time = \"1s\""
+        ),
+    );
+    std::fs::write(&file, job).unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()], work.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let allocs = |a: &Agent| -> Vec<Value> {
+        let list = a.get("/v1/job/health/allocations").unwrap_or_default();
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| a.get(&format!("/v1/allocation/{}", s["ID"].as_str()?)))
+            .collect()
+    };
+    agent.wait(Duration::from_secs(60), "a health verdict for every group", |a| {
+        let all = allocs(a);
+        all.len() == 3 && all.iter().all(|x| x["DeploymentStatus"]["Healthy"].is_boolean())
+    });
+    let all = allocs(&agent);
+    let by_group = |g: &str| all.iter().find(|a| a["TaskGroup"] == g).unwrap().clone();
+    let (good, bad, states) = (by_group("good"), by_group("bad"), by_group("states"));
+    assert_eq!(good["DeploymentStatus"]["Healthy"], true, "{good:#}");
+    assert_eq!(bad["DeploymentStatus"]["Healthy"], false, "{bad:#}");
+    assert_eq!(states["DeploymentStatus"]["Healthy"], true, "{states:#}");
+    for a in [&good, &bad, &states] {
+        let d = &a["DeploymentStatus"];
+        assert_eq!(d["Canary"], false);
+        let modify_index = d["ModifyIndex"].as_u64().unwrap();
+        assert!(modify_index > 0 && modify_index <= a["ModifyIndex"].as_u64().unwrap(), "{d}");
+    }
+    // Healthy only after min_healthy_time of passing checks: the verdict comes at least 2s
+    // after the task started (StartedAt has whole seconds, hence the one-second allowance).
+    let started = rfc3339_secs(good["TaskStates"]["web"]["StartedAt"].as_str().unwrap());
+    let decided = good["DeploymentStatus"]["Timestamp"].as_i64().unwrap() / 1_000_000_000;
+    assert!(decided >= started + 1, "started {started}, decided {decided}");
+
+    let id = good["ID"].as_str().unwrap();
+    let addr = format!("http://127.0.0.1:{}", agent.http);
+    let status = orc_in(work.path(), &["alloc", "status", "-address", &addr, id], &[]);
+    let text = stdout(&status);
+    assert!(
+        text.lines().any(|l| l.starts_with("Deployment Health") && l.ends_with("= healthy")),
+        "{text}"
+    );
+
+    let out = agent.orc(&["stop", "-detach", "health"], work.path());
+    assert!(out.status.success());
+}
