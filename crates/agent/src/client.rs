@@ -1,5 +1,5 @@
 //! The node lifecycle: fingerprint, register, heartbeat at the TTL the servers return, watch the
-//! node's allocations (a blocking query held open on the servers), run the reconciler's actions,
+//! node's allocations (a stream from the leader, resumed by index after a reconnect), run the reconciler's actions,
 //! batch allocation reports back, re-adopt tasks after a restart, sweep orphaned pots and collect
 //! terminal allocation directories. How servers are reached is the `ServerApi` seam; the agent
 //! never schedules.
@@ -11,6 +11,8 @@ use crate::pot::{PotDriver, PotDriverConfig};
 use crate::reconcile::{self, Action, Local};
 use crate::runner::{self, AllocCommand, AllocHandle, AllocReport, RunnerEnv};
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use model::{Allocation, Job, Node};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -43,13 +45,16 @@ pub trait ServerApi: Send + Sync + 'static {
     fn register<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<Duration, ApiError>>;
     /// Heartbeats; returns the next TTL.
     fn heartbeat<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<Duration, ApiError>>;
-    /// Blocks up to `wait` until the node's allocations change past `min_index`.
-    fn allocs<'a>(
+    /// Opens the watch of the node's allocations: the stream yields them whenever they change,
+    /// first once the servers' index passes `min_index` (0: at once). The servers send a
+    /// keepalive every `keepalive`; the stream ends (or yields an error) when the connection
+    /// or the leader it is served by is lost, and the agent reopens it from the last index.
+    fn watch_allocs<'a>(
         &'a self,
         node_id: &'a str,
         min_index: u64,
-        wait: Duration,
-    ) -> BoxFuture<'a, Result<NodeAllocs, ApiError>>;
+        keepalive: Duration,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<NodeAllocs, ApiError>>, ApiError>>;
     /// Sends a batch of allocation reports.
     fn update_allocs(&self, reports: Vec<AllocReport>) -> BoxFuture<'_, Result<(), ApiError>>;
 }
@@ -63,8 +68,8 @@ pub struct ClientConfig {
     pub raw_exec_enabled: bool,
     /// The pot driver, if enabled (it is only used when `pot version -q` answers).
     pub pot: Option<PotDriverConfig>,
-    /// How long the allocation watch is held open on a server.
-    pub watch_wait: Duration,
+    /// How often the servers send a keepalive on the allocation watch when nothing changes.
+    pub watch_keepalive: Duration,
     /// How often orphaned pots are swept.
     pub gc_interval: Duration,
     /// The local Consul agent, for services with `provider = "consul"`; `None`: not registered.
@@ -82,7 +87,7 @@ impl ClientConfig {
             region: "global".into(),
             raw_exec_enabled: false,
             pot: None,
-            watch_wait: Duration::from_secs(30),
+            watch_keepalive: Duration::from_secs(10),
             gc_interval: Duration::from_secs(60),
             consul: None,
             catalog: None,
@@ -248,7 +253,7 @@ impl Client {
         let client = Client { inner: inner.clone() };
         let mut tasks = vec![
             tokio::spawn(heartbeat_loop(inner.clone())),
-            tokio::spawn(watch_loop(inner.clone(), config.watch_wait)),
+            tokio::spawn(watch_loop(inner.clone(), config.watch_keepalive)),
             tokio::spawn(report_loop(inner.clone(), reports_rx)),
             tokio::spawn(gc_loop(inner.clone(), config.gc_interval)),
         ];
@@ -384,33 +389,39 @@ async fn heartbeat_loop(inner: Arc<Inner>) {
     }
 }
 
-async fn watch_loop(inner: Arc<Inner>, wait: Duration) {
+async fn watch_loop(inner: Arc<Inner>, keepalive: Duration) {
     let node_id = inner.node.lock().unwrap_or_else(|e| e.into_inner()).id.clone();
     let mut index = 0;
     let mut attempt = 0;
     let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
     loop {
-        match inner.api.allocs(&node_id, index, wait).await {
-            Ok(reply) => {
-                attempt = 0;
-                // Index 0 asks for an immediate answer, so an empty allocation table (index 0)
-                // would turn the watch into a busy loop; block from 1 on, as Nomad's client does.
-                index = reply.index.max(1);
-                let mut desired = Vec::new();
-                for (alloc, job) in reply.allocs {
-                    if let Some(job) = job {
-                        jobs.insert(alloc.id.clone(), job);
+        match inner.api.watch_allocs(&node_id, index, keepalive).await {
+            Ok(mut stream) => {
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(reply) => {
+                            attempt = 0;
+                            index = reply.index;
+                            let mut desired = Vec::new();
+                            for (alloc, job) in reply.allocs {
+                                if let Some(job) = job {
+                                    jobs.insert(alloc.id.clone(), job);
+                                }
+                                desired.push(alloc);
+                            }
+                            apply(&inner, &desired, &mut jobs).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "allocation watch broke; reconnecting");
+                            break;
+                        }
                     }
-                    desired.push(alloc);
                 }
-                apply(&inner, &desired, &mut jobs).await;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "watching allocations failed; retrying");
-                tokio::time::sleep(backoff(attempt)).await;
-                attempt += 1;
-            }
+            Err(e) => tracing::warn!(error = %e, "opening the allocation watch failed; retrying"),
         }
+        tokio::time::sleep(backoff(attempt)).await;
+        attempt += 1;
     }
 }
 

@@ -11,6 +11,7 @@ use agent::pot::PotDriverConfig;
 use agent::runner::AllocReport;
 use anyhow::Context;
 use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
 use model::Node;
 use serde_json::Value;
 use server::node_endpoint::{job_key, NodeClient, NodeRpcError};
@@ -157,23 +158,28 @@ impl ServerApi for GrpcServers {
         Box::pin(async move { self.0.heartbeat(node_id).await.map_err(api_error) })
     }
 
-    fn allocs<'a>(
+    fn watch_allocs<'a>(
         &'a self,
         node_id: &'a str,
         min_index: u64,
-        wait: Duration,
-    ) -> BoxFuture<'a, Result<NodeAllocs, ApiError>> {
+        keepalive: Duration,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<NodeAllocs, ApiError>>, ApiError>> {
         Box::pin(async move {
-            let mut reply = self.0.allocs(node_id, min_index, wait).await.map_err(api_error)?;
-            let allocs = reply
-                .allocs
-                .drain(..)
-                .map(|a| {
-                    let job = reply.jobs.get(&job_key(&a)).cloned();
-                    (a, job)
-                })
-                .collect();
-            Ok(NodeAllocs { index: reply.index, allocs })
+            let stream =
+                self.0.watch_allocs(node_id, min_index, keepalive).await.map_err(api_error)?;
+            let stream = stream.map(|reply| {
+                let mut reply = reply.map_err(api_error)?;
+                let allocs = reply
+                    .allocs
+                    .drain(..)
+                    .map(|a| {
+                        let job = reply.jobs.get(&job_key(&a)).cloned();
+                        (a, job)
+                    })
+                    .collect();
+                Ok(NodeAllocs { index: reply.index, allocs })
+            });
+            Ok(Box::pin(stream) as BoxStream<'static, _>)
         })
     }
 

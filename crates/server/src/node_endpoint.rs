@@ -1,5 +1,6 @@
-//! The client-agent RPCs every server answers: node register, heartbeat, the blocking watch of a
-//! node's allocations, and batched allocation status updates; plus the caller side agents use.
+//! The client-agent RPCs every server answers: node register, heartbeat, the watch of a node's
+//! allocations (a server-streaming call on the leader, and the older blocking query), and batched
+//! allocation status updates; plus the caller side agents use.
 //!
 //! These ride the same gRPC service as server-to-server traffic (method names `node.*`), with
 //! JSON bodies through `codec`. Writes and heartbeats are forwarded to the leader by
@@ -29,6 +30,35 @@ pub const HEARTBEAT: &str = "node.Heartbeat";
 pub const ALLOCS: &str = "node.Allocs";
 pub const UPDATE_ALLOCS: &str = "node.UpdateAllocs";
 pub const UPSERT_SERVICES: &str = "node.UpsertServices";
+/// Server-streaming: the node's allocations, sent whenever they change, with keepalives.
+pub const WATCH_ALLOCS: &str = "node.WatchAllocs";
+
+/// The bounds of [`WatchRequest::keepalive_ms`].
+const KEEPALIVE_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+
+/// `node.WatchAllocs` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WatchRequest {
+    pub node_id: String,
+    /// Resume point: the first message comes once the allocation table's index exceeds this
+    /// (0, or an index ahead of the server's, which means its state was reset: at once).
+    pub min_index: u64,
+    /// How often the server sends a keepalive when nothing changes (clamped to 100 ms–60 s).
+    pub keepalive_ms: u64,
+}
+
+/// One message of `node.WatchAllocs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WatchMessage {
+    /// The node's allocations changed (or the stream just opened).
+    Allocs(AllocsReply),
+    /// Nothing changed; the server is still the leader of a quorum at `index`.
+    Keepalive { index: u64 },
+}
+
+/// The prefix of the refusal a follower answers `node.WatchAllocs` with; the leader's RPC
+/// address follows it (empty when no leader is known).
+pub const NOT_LEADER: &str = "not the leader; leader: ";
 
 /// `node.UpsertServices`: the agent's registrations in orc's own service catalogue (with their
 /// health), and the IDs of registrations to remove.
@@ -90,6 +120,107 @@ pub struct UpdateAllocsRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IndexReply {
     pub index: u64,
+}
+
+/// True for the `node.*` methods that are server-streaming.
+pub fn is_stream(method: &str) -> bool {
+    method == WATCH_ALLOCS
+}
+
+/// Opens one streaming `node.*` call on `server`.
+pub fn open_stream(
+    server: ServerHandle,
+    method: String,
+    body: Bytes,
+) -> BoxFuture<'static, Result<crate::rpc::MessageStream, String>> {
+    Box::pin(async move {
+        if method != WATCH_ALLOCS {
+            return Err(format!("unknown stream {method}"));
+        }
+        let req: WatchRequest = decode(&body)?;
+        // Only the leader serves the watch: a follower cut off from the cluster would otherwise
+        // keep an agent on a state that no longer moves. The agent follows the hint.
+        if !server.is_leader() {
+            let leader = server.leader().map(|m| m.addr).unwrap_or_default();
+            return Err(format!("{NOT_LEADER}{leader}"));
+        }
+        let keepalive = Duration::from_millis(
+            req.keepalive_ms.clamp(*KEEPALIVE_MS.start(), *KEEPALIVE_MS.end()),
+        );
+        let watch = Watch {
+            server,
+            node_id: req.node_id,
+            min_index: req.min_index,
+            keepalive,
+            sent: None,
+            next_keepalive: Instant::now() + keepalive,
+            done: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(watch, Watch::next)) as crate::rpc::MessageStream)
+    })
+}
+
+/// The state of one `node.WatchAllocs` stream on the leader.
+struct Watch {
+    server: ServerHandle,
+    node_id: String,
+    /// The allocation table's index last looked at.
+    min_index: u64,
+    keepalive: Duration,
+    /// What was last sent: each allocation's ID and modify index.
+    sent: Option<Vec<(String, u64)>>,
+    next_keepalive: Instant,
+    done: bool,
+}
+
+impl Watch {
+    async fn next(mut self) -> Option<(Result<Bytes, String>, Watch)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if !self.server.is_leader() {
+                self.done = true;
+                return Some((Err("this server lost the leadership".into()), self));
+            }
+            let index = self
+                .server
+                .read(Consistency::Stale, |s| s.table_index(Table::Allocs))
+                .await
+                .unwrap_or(0);
+            let reset = self.min_index > index;
+            if index > self.min_index || reset || (self.min_index == 0 && self.sent.is_none()) {
+                self.min_index = index;
+                let reply = match node_allocs_now(&self.server, &self.node_id).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.done = true;
+                        return Some((Err(e.to_string()), self));
+                    }
+                };
+                let signature: Vec<(String, u64)> =
+                    reply.allocs.iter().map(|a| (a.id.clone(), a.modify_index)).collect();
+                if self.sent.as_ref() != Some(&signature) {
+                    self.sent = Some(signature);
+                    self.next_keepalive = Instant::now() + self.keepalive;
+                    return Some((Ok(encode(&WatchMessage::Allocs(reply))), self));
+                }
+            }
+            let now = Instant::now();
+            if now >= self.next_keepalive {
+                self.next_keepalive = now + self.keepalive;
+                // A leader cut off from its quorum still believes it leads; a read-index
+                // round proves it does, or ends the stream so the agent finds the new one.
+                if let Err(e) = self.server.read(Consistency::Consistent, |_| ()).await {
+                    self.done = true;
+                    return Some((Err(e.to_string()), self));
+                }
+                return Some((Ok(encode(&WatchMessage::Keepalive { index })), self));
+            }
+            let applied = self.server.applied_index();
+            self.server.wait_for_index(applied + 1, self.next_keepalive - now).await;
+        }
+    }
 }
 
 /// Serves one `node.*` call on `server`.
@@ -158,33 +289,36 @@ async fn node_allocs(server: &ServerHandle, req: &AllocsRequest) -> Result<Alloc
         let index = server.read(Consistency::Stale, |s| s.table_index(Table::Allocs)).await?;
         let now = Instant::now();
         if index > req.min_index || req.min_index == 0 || now >= deadline {
-            return server
-                .read(Consistency::Stale, |s| {
-                    let mut reply =
-                        AllocsReply { index: s.table_index(Table::Allocs), ..Default::default() };
-                    for alloc in s.allocs_by_node(&req.node_id) {
-                        let key = job_key(alloc);
-                        if let std::collections::btree_map::Entry::Vacant(slot) =
-                            reply.jobs.entry(key)
-                        {
-                            let job = s
-                                .job_versions(&alloc.namespace, &alloc.job_id)
-                                .into_iter()
-                                .find(|j| j.version == alloc.job_version)
-                                .or_else(|| s.job(&alloc.namespace, &alloc.job_id));
-                            if let Some(job) = job {
-                                slot.insert(job.clone());
-                            }
-                        }
-                        reply.allocs.push(alloc.clone());
-                    }
-                    reply
-                })
-                .await;
+            return node_allocs_now(server, &req.node_id).await;
         }
         let applied = server.applied_index();
         server.wait_for_index(applied + 1, deadline - now).await;
     }
+}
+
+/// The node's allocations and the job versions they run, as this server has them now.
+async fn node_allocs_now(server: &ServerHandle, node_id: &str) -> Result<AllocsReply, Error> {
+    server
+        .read(Consistency::Stale, |s| {
+            let mut reply =
+                AllocsReply { index: s.table_index(Table::Allocs), ..Default::default() };
+            for alloc in s.allocs_by_node(node_id) {
+                let key = job_key(alloc);
+                if let std::collections::btree_map::Entry::Vacant(slot) = reply.jobs.entry(key) {
+                    let job = s
+                        .job_versions(&alloc.namespace, &alloc.job_id)
+                        .into_iter()
+                        .find(|j| j.version == alloc.job_version)
+                        .or_else(|| s.job(&alloc.namespace, &alloc.job_id));
+                    if let Some(job) = job {
+                        slot.insert(job.clone());
+                    }
+                }
+                reply.allocs.push(alloc.clone());
+            }
+            reply
+        })
+        .await
 }
 
 /// Commits the agent's reports. An allocation that turned `failed` gets an `alloc-failure`
@@ -246,6 +380,56 @@ fn new_eval_id(alloc_id: &str, time: i64) -> String {
     )
 }
 
+/// Decodes a `node.WatchAllocs` stream, drops keepalives, and ends it with an error after three
+/// keepalive periods of silence.
+fn watch_stream(
+    stream: futures::stream::BoxStream<'static, Result<Bytes, RpcError>>,
+    client: Arc<rpc::Client>,
+    addr: String,
+    keepalive: Duration,
+) -> futures::stream::BoxStream<'static, Result<AllocsReply, NodeRpcError>> {
+    use futures::StreamExt;
+    let silence = keepalive.clamp(
+        Duration::from_millis(*KEEPALIVE_MS.start()),
+        Duration::from_millis(*KEEPALIVE_MS.end()),
+    ) * 3
+        // The leader's keepalive waits on a read-index round, bounded by its request timeout.
+        + Duration::from_secs(10);
+    let state = (stream, client, addr, false);
+    Box::pin(futures::stream::unfold(state, move |(mut stream, client, addr, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let item = match tokio::time::timeout(silence, stream.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => return None,
+                Err(_) => {
+                    client.forget(&addr);
+                    let e = NodeRpcError::Unreachable(format!(
+                        "{addr}: no message on the allocation watch within {} ms",
+                        silence.as_millis()
+                    ));
+                    return Some((Err(e), (stream, client, addr, true)));
+                }
+            };
+            let message = match item {
+                Ok(bytes) => codec::decode::<WatchMessage>(&bytes)
+                    .map_err(|e| NodeRpcError::Remote(e.to_string())),
+                Err(RpcError::Remote { message, .. }) => Err(NodeRpcError::Remote(message)),
+                Err(e) => Err(NodeRpcError::Unreachable(e.to_string())),
+            };
+            match message {
+                Ok(WatchMessage::Keepalive { .. }) => continue,
+                Ok(WatchMessage::Allocs(reply)) => {
+                    return Some((Ok(reply), (stream, client, addr, false)))
+                }
+                Err(e) => return Some((Err(e), (stream, client, addr, true))),
+            }
+        }
+    }))
+}
+
 /// Why an agent's call to the servers failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeRpcError {
@@ -260,7 +444,7 @@ pub enum NodeRpcError {
 /// The agent's side: calls `node.*` on the configured servers, moving to the next server when
 /// one is unreachable. Any server answers every call (writes are forwarded to the leader).
 pub struct NodeClient {
-    client: rpc::Client,
+    client: Arc<rpc::Client>,
     servers: Vec<String>,
     /// Index into `servers` of the one that answered last.
     current: Mutex<usize>,
@@ -269,7 +453,11 @@ pub struct NodeClient {
 impl NodeClient {
     /// A client for the servers at `servers` (`host:port` of their RPC listeners).
     pub fn new(servers: Vec<String>, connector: Arc<dyn Connector>) -> Self {
-        NodeClient { client: rpc::Client::new(connector), servers, current: Mutex::new(0) }
+        NodeClient {
+            client: Arc::new(rpc::Client::new(connector)),
+            servers,
+            current: Mutex::new(0),
+        }
     }
 
     async fn call<Req: Serialize, Rep: serde::de::DeserializeOwned>(
@@ -335,6 +523,76 @@ impl NodeClient {
             wait_ms: wait.as_millis() as u64,
         };
         self.call(ALLOCS, &req, wait + Duration::from_secs(10)).await
+    }
+
+    /// Opens `node.WatchAllocs` on the leader: tries the server that answered last, follows a
+    /// follower's leader hint, and otherwise moves on through the configured servers. The
+    /// stream yields the node's allocations whenever they change; keepalives are consumed here,
+    /// and a stream silent for three keepalive periods (a peer lost in a partition) ends with
+    /// an error, so the caller reconnects.
+    pub async fn watch_allocs(
+        &self,
+        node_id: &str,
+        min_index: u64,
+        keepalive: Duration,
+    ) -> Result<futures::stream::BoxStream<'static, Result<AllocsReply, NodeRpcError>>, NodeRpcError>
+    {
+        if self.servers.is_empty() {
+            return Err(NodeRpcError::Unreachable("no servers configured".into()));
+        }
+        let req = WatchRequest {
+            node_id: node_id.to_owned(),
+            min_index,
+            keepalive_ms: keepalive.as_millis() as u64,
+        };
+        let body = encode(&req);
+        let start = *self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hint: Option<String> = None;
+        let mut last = String::new();
+        let mut step = 0;
+        // Each configured server once, plus one hop to a hinted leader per refusal.
+        let mut budget = self.servers.len() * 2;
+        while budget > 0 {
+            budget -= 1;
+            let addr = match hint.take() {
+                Some(a) => a,
+                None => {
+                    if step >= self.servers.len() {
+                        break;
+                    }
+                    step += 1;
+                    self.servers[(start + step - 1) % self.servers.len()].clone()
+                }
+            };
+            match self
+                .client
+                .stream(&addr, WATCH_ALLOCS, body.clone(), Duration::from_secs(10))
+                .await
+            {
+                Ok(stream) => {
+                    if let Some(i) = self.servers.iter().position(|s| *s == addr) {
+                        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = i;
+                    }
+                    return Ok(watch_stream(stream, self.client.clone(), addr, keepalive));
+                }
+                Err(RpcError::Remote { message, .. }) => {
+                    if let Some(leader) = message.strip_prefix(NOT_LEADER) {
+                        if !leader.is_empty() && leader != addr {
+                            hint = Some(leader.to_owned());
+                        }
+                        last = message;
+                        continue;
+                    }
+                    if message.contains("no cluster leader") || message.contains("no quorum") {
+                        last = message;
+                        continue;
+                    }
+                    return Err(NodeRpcError::Remote(message));
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(NodeRpcError::Unreachable(last))
     }
 
     /// Upserts and deletes registrations in the service catalogue.

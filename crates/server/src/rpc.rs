@@ -8,6 +8,7 @@
 use crate::transport::{Conn, Connector, Listener};
 use bytes::{Buf, BufMut, Bytes};
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -38,7 +39,25 @@ pub enum RpcError {
 pub trait Handler: Send + Sync + 'static {
     /// Handles one call. `Err` is reported to the caller as [`RpcError::Remote`].
     fn handle(&self, method: String, body: Bytes) -> BoxFuture<'static, Result<Bytes, String>>;
+
+    /// True if `method` is server-streaming: served by [`Handler::stream`], not `handle`.
+    fn is_stream(&self, _method: &str) -> bool {
+        false
+    }
+
+    /// Opens one server-streaming call: `Err` refuses it (reported as [`RpcError::Remote`]);
+    /// an `Err` item ends the stream with that message.
+    fn stream(
+        &self,
+        method: String,
+        _body: Bytes,
+    ) -> BoxFuture<'static, Result<MessageStream, String>> {
+        Box::pin(async move { Err(format!("{method} is not a stream")) })
+    }
 }
+
+/// The messages of a server-streaming call, as the handler produces them.
+pub type MessageStream = BoxStream<'static, Result<Bytes, String>>;
 
 /// A codec that passes message bytes through unchanged.
 #[derive(Debug, Clone, Copy, Default)]
@@ -94,6 +113,26 @@ impl tonic::server::UnaryService<Bytes> for Unary {
     }
 }
 
+struct ServerStreaming {
+    handler: Arc<dyn Handler>,
+    method: String,
+}
+
+impl tonic::server::ServerStreamingService<Bytes> for ServerStreaming {
+    type Response = Bytes;
+    type ResponseStream = BoxStream<'static, Result<Bytes, Status>>;
+    type Future = BoxFuture<'static, Result<tonic::Response<Self::ResponseStream>, Status>>;
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let fut = self.handler.stream(self.method.clone(), request.into_inner());
+        Box::pin(async move {
+            let stream = fut.await.map_err(Status::unknown)?;
+            let stream: Self::ResponseStream =
+                Box::pin(futures::StreamExt::map(stream, |item| item.map_err(Status::unknown)));
+            Ok(tonic::Response::new(stream))
+        })
+    }
+}
+
 impl<B> tower::Service<http::Request<B>> for RpcService
 where
     B: tonic::codegen::Body + Send + 'static,
@@ -115,6 +154,9 @@ where
                 return Ok(Status::unimplemented("unknown service").into_http());
             };
             let mut grpc = tonic::server::Grpc::new(BytesCodec);
+            if handler.is_stream(&method) {
+                return Ok(grpc.server_streaming(ServerStreaming { handler, method }, req).await);
+            }
             Ok(grpc.unary(Unary { handler, method }, req).await)
         })
     }
@@ -234,5 +276,72 @@ impl Client {
                 })
             }
         }
+    }
+
+    /// Opens the server-streaming `method` on the peer at `addr`; `open_timeout` bounds only
+    /// the opening. The caller bounds the silence between messages (a peer lost in a partition
+    /// leaves the stream open and quiet) and calls [`Client::forget`] when it gives up on one.
+    pub async fn stream(
+        &self,
+        addr: &str,
+        method: &str,
+        body: Bytes,
+        open_timeout: Duration,
+    ) -> Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError> {
+        let channel = self.channel(addr)?;
+        let path = http::uri::PathAndQuery::try_from(format!("/{SERVICE_NAME}/{method}")).map_err(
+            |e| RpcError::Remote {
+                addr: addr.to_owned(),
+                method: method.to_owned(),
+                message: format!("bad method name: {e}"),
+            },
+        )?;
+        let to_error = {
+            let addr = addr.to_owned();
+            let method = method.to_owned();
+            move |s: Status| {
+                if s.code() == tonic::Code::Unknown {
+                    RpcError::Remote {
+                        addr: addr.clone(),
+                        method: method.clone(),
+                        message: s.message().to_owned(),
+                    }
+                } else {
+                    RpcError::Unreachable { addr: addr.clone(), reason: s.to_string() }
+                }
+            }
+        };
+        let open = {
+            let to_error = to_error.clone();
+            async move {
+                let mut grpc = tonic::client::Grpc::new(channel);
+                grpc.ready().await.map_err(|e| RpcError::Unreachable {
+                    addr: addr.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                grpc.server_streaming(tonic::Request::new(body), path, BytesCodec)
+                    .await
+                    .map_err(to_error)
+            }
+        };
+        match tokio::time::timeout(open_timeout, open).await {
+            Ok(reply) => {
+                let stream = reply?.into_inner();
+                Ok(Box::pin(futures::StreamExt::map(stream, move |item| item.map_err(&to_error))))
+            }
+            Err(_) => {
+                self.forget(addr);
+                Err(RpcError::Timeout {
+                    addr: addr.to_owned(),
+                    method: method.to_owned(),
+                    timeout_ms: open_timeout.as_millis(),
+                })
+            }
+        }
+    }
+
+    /// Drops the cached channel to `addr`, so the next call dials afresh.
+    pub fn forget(&self, addr: &str) {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
     }
 }

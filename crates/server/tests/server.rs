@@ -5,12 +5,16 @@
 mod cluster;
 #[path = "server/crash.rs"]
 mod crash;
+#[path = "server/drain.rs"]
+mod drain;
 #[path = "server/harness.rs"]
 mod harness;
 #[path = "server/http.rs"]
 mod http;
 #[path = "server/liveness.rs"]
 mod liveness;
+#[path = "server/node_watch.rs"]
+mod node_watch;
 #[path = "server/pipeline.rs"]
 mod pipeline;
 #[path = "server/processes.rs"]

@@ -4,6 +4,7 @@
 use agent::client::{ApiError, Client, ClientConfig, NodeAllocs, ServerApi};
 use agent::runner::AllocReport;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use model::{
     AllocatedPort, Allocation, ClientStatus, DesiredStatus, Job, JobType, Node, RestartPolicy,
     Task, TaskGroup,
@@ -18,20 +19,24 @@ struct State {
     allocs: BTreeMap<String, (Allocation, Job)>,
     reports: Vec<AllocReport>,
     nodes: Vec<Node>,
-    watch_calls: u64,
+    /// The `min_index` of every allocation watch the agent opened.
+    watch_opens: Vec<u64>,
 }
 
 /// Servers in memory: they hand out what tests put in and record what the agent reports.
 pub struct FakeServers {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     changed: tokio::sync::watch::Sender<u64>,
+    /// Bumped to end every open allocation watch, as a lost connection or leader does.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl FakeServers {
     pub fn new() -> Arc<FakeServers> {
         Arc::new(FakeServers {
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
             changed: tokio::sync::watch::channel(0).0,
+            generation: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -62,9 +67,24 @@ impl FakeServers {
         s.reports.iter().rev().find(|r| r.alloc_id == alloc_id).cloned()
     }
 
-    /// How many allocation watches the agent has made.
+    /// How many allocation watches the agent has opened.
     pub fn watch_calls(&self) -> u64 {
-        self.state.lock().unwrap().watch_calls
+        self.state.lock().unwrap().watch_opens.len() as u64
+    }
+
+    /// The `min_index` of every allocation watch the agent opened, in order.
+    pub fn watch_opens(&self) -> Vec<u64> {
+        self.state.lock().unwrap().watch_opens.clone()
+    }
+
+    /// The servers' current index.
+    pub fn index(&self) -> u64 {
+        self.state.lock().unwrap().index
+    }
+
+    /// Ends every open allocation watch.
+    pub fn break_watches(&self) {
+        self.generation.send_modify(|g| *g += 1);
     }
 
     pub fn nodes(&self) -> Vec<Node> {
@@ -105,25 +125,44 @@ impl ServerApi for FakeServers {
         Box::pin(async { Ok(Duration::from_secs(10)) })
     }
 
-    fn allocs<'a>(
+    fn watch_allocs<'a>(
         &'a self,
         _node_id: &'a str,
         min_index: u64,
-        wait: Duration,
-    ) -> BoxFuture<'a, Result<NodeAllocs, ApiError>> {
-        Box::pin(async move {
-            self.state.lock().unwrap().watch_calls += 1;
-            // As the real servers do, index 0 means "answer now" rather than "block".
-            if min_index > 0 {
-                let mut rx = self.changed.subscribe();
-                let _ = tokio::time::timeout(wait, rx.wait_for(|i| *i > min_index)).await;
-            }
-            let s = self.state.lock().unwrap();
-            Ok(NodeAllocs {
-                index: s.index,
-                allocs: s.allocs.values().map(|(a, j)| (a.clone(), Some(j.clone()))).collect(),
-            })
-        })
+        _keepalive: Duration,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<NodeAllocs, ApiError>>, ApiError>> {
+        self.state.lock().unwrap().watch_opens.push(min_index);
+        let state = self.state.clone();
+        let changed = self.changed.subscribe();
+        let mut generation = self.generation.subscribe();
+        generation.mark_unchanged();
+        // As the real servers do: the first message once the index passes `min_index` (0: at
+        // once), then one per change; the stream ends when the watches are broken.
+        let stream = futures::stream::unfold(
+            (state, changed, generation, min_index, min_index == 0),
+            |(state, mut changed, mut generation, seen, at_once)| async move {
+                if !at_once {
+                    tokio::select! {
+                        r = changed.wait_for(|i| *i > seen) => { r.ok()?; }
+                        _ = generation.changed() => return None,
+                    }
+                }
+                let reply = {
+                    let s = state.lock().unwrap();
+                    NodeAllocs {
+                        index: s.index,
+                        allocs: s
+                            .allocs
+                            .values()
+                            .map(|(a, j)| (a.clone(), Some(j.clone())))
+                            .collect(),
+                    }
+                };
+                let seen = reply.index;
+                Some((Ok(reply), (state, changed, generation, seen, false)))
+            },
+        );
+        Box::pin(async move { Ok(Box::pin(stream) as BoxStream<'static, _>) })
     }
 
     fn update_allocs(&self, reports: Vec<AllocReport>) -> BoxFuture<'_, Result<(), ApiError>> {
@@ -217,7 +256,6 @@ pub async fn client(
     let mut config = ClientConfig::new(dir.to_path_buf());
     config.raw_exec_enabled = true;
     config.node.network_interface = Some("lo".into());
-    config.watch_wait = Duration::from_secs(5);
     config.gc_interval = Duration::from_millis(500);
     config.pot = pot;
     Client::start(config, servers).await.unwrap()

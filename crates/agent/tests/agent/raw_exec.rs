@@ -284,13 +284,50 @@ async fn logs_api_frames_plain_follow_and_path_safety() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_agent_blocks_on_its_allocation_watch() {
     // Regression: with no allocation ever written the table index is 0, and a watch from index 0
-    // answers at once; an agent that kept asking from 0 spun a core at 100% while idle.
+    // answers at once; an agent that kept asking from 0 spun a core at 100% while idle. With the
+    // watch a stream, an idle agent opens it once and waits on it.
     let dir = tempfile::tempdir().unwrap();
     let servers = FakeServers::new();
     let _c = client(servers.clone(), dir.path(), None).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let calls = servers.watch_calls();
     assert!((1..=3).contains(&calls), "an idle agent made {calls} allocation watches in 0.5 s");
+}
+
+#[tokio::test]
+async fn a_broken_allocation_watch_is_reopened_from_the_last_index_without_restarting_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), dir.path(), None).await;
+    let job1 = job("watch1", JobType::Service, vec![sh_task("web", "sleep 60")]);
+    let a = alloc(&job1, &[]);
+    servers.place(a.clone(), job1);
+    servers
+        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status == ClientStatus::Running)
+        .await;
+    let seen = servers.index();
+    servers.break_watches();
+    wait_until(Duration::from_secs(10), || servers.watch_calls() >= 2).await;
+    // Reopened from where it was, not from 0: the agent asks only for what it has not seen.
+    let opens = servers.watch_opens();
+    assert_eq!(opens[0], 0, "{opens:?}");
+    assert!(opens[1] > 0 && opens[1] <= servers.index(), "{opens:?} (index {seen})");
+    // What changes after the reconnect arrives on the new stream.
+    let job2 = job("watch2", JobType::Service, vec![sh_task("web", "sleep 60")]);
+    let b = alloc(&job2, &[]);
+    servers.place(b.clone(), job2);
+    servers
+        .wait_report(&b.id, Duration::from_secs(10), |r| r.client_status == ClientStatus::Running)
+        .await;
+    // The first allocation's task was neither restarted nor started twice.
+    let r = servers.last(&a.id).unwrap();
+    assert_eq!(r.client_status, ClientStatus::Running);
+    assert_eq!(events(&r, "web"), ["Received", "Task Setup", "Started"]);
+    for id in [&a.id, &b.id] {
+        servers.stop(id);
+        servers.wait_report(id, Duration::from_secs(10), |r| r.client_status.is_terminal()).await;
+    }
+    c.shutdown();
 }
 
 #[tokio::test]

@@ -664,7 +664,7 @@ impl Drop for Cluster {
 }
 
 #[test]
-fn three_servers_two_clients_a_killed_client_is_replaced_within_ttl_plus_grace() {
+fn three_servers_two_clients_follow_a_new_leader_and_a_killed_client_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("server.hcl"),
@@ -720,7 +720,25 @@ fn three_servers_two_clients_a_killed_client_is_replaced_within_ttl_plus_grace()
         }
         cluster.spawn(&format!("client{i}"), &args);
     }
-    let addr = format!("http://127.0.0.1:{}", http[1]);
+    // Talk to a server that is not the leader, which is killed further down.
+    let leader_rpc = {
+        let start = Instant::now();
+        loop {
+            let leader = ureq::get(format!("http://127.0.0.1:{}/v1/status/leader", http[0]))
+                .call()
+                .ok()
+                .and_then(|r| r.into_body().read_to_string().ok())
+                .and_then(|t| serde_json::from_str::<String>(&t).ok())
+                .unwrap_or_default();
+            if !leader.is_empty() {
+                break leader;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no leader\n{}", cluster.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let leader = rpc.iter().position(|p| leader_rpc.ends_with(&format!(":{p}"))).unwrap();
+    let addr = format!("http://127.0.0.1:{}", http[(leader + 1) % 3]);
     let get = |path: &str| -> Option<Value> {
         let resp = ureq::get(format!("{addr}{path}")).call().ok()?;
         serde_json::from_str(&resp.into_body().read_to_string().ok()?).ok()
@@ -750,6 +768,27 @@ fn three_servers_two_clients_a_killed_client_is_replaced_within_ttl_plus_grace()
         || get("/v1/job/sleep/allocations").and_then(|v| v.as_array().cloned()).unwrap_or_default();
     wait(&cluster, Duration::from_secs(20), "a running allocation", &mut || {
         allocs().iter().any(|a| a["ClientStatus"] == "running")
+    });
+    // The leader dies: both agents' allocation watches move to the new leader, so a job
+    // submitted afterwards runs on both nodes.
+    cluster.kill(&format!("server{leader}"));
+    let job2 = cluster.dir.path().join("spread.job");
+    std::fs::write(
+        &job2,
+        "job \"spread\" {\n  datacenters = [\"*\"]\n  group \"g\" {\n    count = 2\n    constraint {\n      operator = \"distinct_hosts\"\n      value    = \"true\"\n    }\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/sleep\"\n        args    = [\"600\"]\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let run =
+        || orc_in(&repo(), &["run", "-detach", "-address", &addr, job2.to_str().unwrap()], &[]);
+    wait(
+        &cluster,
+        Duration::from_secs(30),
+        "the spread job accepted by the new leader",
+        &mut || run().status.success(),
+    );
+    wait(&cluster, Duration::from_secs(60), "spread running on both nodes", &mut || {
+        let a = get("/v1/job/spread/allocations").and_then(|v| v.as_array().cloned());
+        a.unwrap_or_default().iter().filter(|a| a["ClientStatus"] == "running").count() == 2
     });
     let first = allocs().into_iter().find(|a| a["ClientStatus"] == "running").unwrap();
     let node_id = first["NodeID"].as_str().unwrap().to_string();
