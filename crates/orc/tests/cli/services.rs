@@ -533,3 +533,62 @@ fn allocation_health_follows_checks_task_states_and_the_deadline() {
     let out = agent.orc(&["stop", "-detach", "health"], work.path());
     assert!(out.status.success());
 }
+
+#[test]
+fn consul_check_statuses_feed_health_and_check_restart() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeConsul::start(l, None).unwrap()
+    });
+    let agent = Agent::start(Some(&fake.url()));
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("nginx.job");
+    // Consul runs an http check (a stopped process still accepts TCP connections in the
+    // kernel, but answers no request); the agent restarts the task after two failures.
+    let extra = "check_restart {\n          limit = 2\n          grace = \"1s\"\n        }";
+    let check = "type = \"http\"\n          path = \"/\"\n          interval = \"1s\"\n          timeout = \"1s\"";
+    let text = job_with(1, extra, check).replace(
+        "    network {",
+        "    update {\n      min_healthy_time = \"1s\"\n    }\n    network {",
+    );
+    std::fs::write(&file, text).unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()], work.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let consul_status = |fake: &FakeConsul| -> Vec<String> {
+        fake.checks().values().map(|c| c.status.clone()).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consul_status(&fake) != ["passing"] {
+        assert!(Instant::now() < deadline, "consul checks: {:?}", consul_status(&fake));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Health comes from Consul's check: passing for min_healthy_time makes the alloc healthy.
+    let (alloc, pid) = task_pids(&agent)[0].clone();
+    agent.wait(Duration::from_secs(30), "a healthy allocation", |a| {
+        a.get(&format!("/v1/allocation/{alloc}"))
+            .is_some_and(|v| v["DeploymentStatus"]["Healthy"] == true)
+    });
+
+    let status = Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consul_status(&fake) != ["critical"] {
+        assert!(Instant::now() < deadline, "consul checks: {:?}", consul_status(&fake));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent.wait(Duration::from_secs(30), "a task restarted by check_restart", |a| {
+        a.get(&format!("/v1/allocation/{alloc}"))
+            .is_some_and(|v| v["TaskStates"]["www1"]["Restarts"].as_u64().unwrap_or(0) >= 1)
+    });
+    // The restart killed it already, unless the runner is slow: make sure it is gone.
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).output();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consul_status(&fake) != ["passing"] {
+        assert!(Instant::now() < deadline, "consul checks: {:?}", consul_status(&fake));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = agent.orc(&["stop", "-detach", "nginx-minipot"], work.path());
+    assert!(out.status.success());
+}
