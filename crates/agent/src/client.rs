@@ -97,6 +97,8 @@ impl ClientConfig {
 
 struct Entry {
     handle: AllocHandle,
+    /// The job version the runner was last given.
+    job_version: u64,
 }
 
 /// A running client. Cheap to clone.
@@ -219,6 +221,7 @@ impl Client {
             config.consul.clone().map(|c| crate::services::ConsulServices::new(c, address)),
             native,
         ));
+        services.set_env(&node, &config.region, alloc_root.clone());
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         // Allocation health verdicts go out with the runner's reports.
         service_tasks.push(tokio::spawn(services.clone().run(reports_tx.clone())));
@@ -244,10 +247,15 @@ impl Client {
         // a second time.
         for persisted in runner::load_persisted(&state_root) {
             let id = persisted.alloc.id.clone();
+            let job_version = persisted.alloc.job_version;
             tracing::info!(alloc = %id, "re-adopting allocation");
             services.track(&persisted.alloc, &persisted.job);
             let handle = runner::spawn(env.clone(), persisted);
-            inner.runners.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Entry { handle });
+            inner
+                .runners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, Entry { handle, job_version });
         }
 
         let client = Client { inner: inner.clone() };
@@ -432,7 +440,12 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|(id, e)| {
-            (id.clone(), Local { stopping: e.handle.stopping, done: *e.handle.done.borrow() })
+            let local = Local {
+                stopping: e.handle.stopping,
+                done: *e.handle.done.borrow(),
+                job_version: e.job_version,
+            };
+            (id.clone(), local)
         })
         .collect();
     for action in reconcile::reconcile(desired, &local) {
@@ -445,12 +458,31 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
                 };
                 tracing::info!(alloc = %id, job = %job.id, "starting allocation");
                 inner.services.track(&alloc, &job);
+                let job_version = alloc.job_version;
                 let handle = runner::spawn(inner.env.clone(), runner::new_alloc(alloc, job));
                 inner
                     .runners
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, Entry { handle });
+                    .insert(id, Entry { handle, job_version });
+            }
+            Action::Update(id) => {
+                let Some(alloc) = desired.iter().find(|a| a.id == id).cloned() else { continue };
+                let Some(job) = jobs.get(&id).filter(|j| j.version == alloc.job_version).cloned()
+                else {
+                    tracing::warn!(alloc = %id, "updated allocation arrived without its job");
+                    continue;
+                };
+                tracing::info!(alloc = %id, version = job.version, "updating allocation in place");
+                inner.services.update(&alloc, &job);
+                let mut runners = inner.runners.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(e) = runners.get_mut(&id) {
+                    e.job_version = alloc.job_version;
+                    let _ = e
+                        .handle
+                        .commands
+                        .send(AllocCommand::Update { alloc: Box::new(alloc), job: Box::new(job) });
+                }
             }
             Action::Stop(id) => {
                 tracing::info!(alloc = %id, "stopping allocation");

@@ -12,6 +12,8 @@ pub struct Local {
     pub stopping: bool,
     /// Every task is dead.
     pub done: bool,
+    /// The job version the runner has.
+    pub job_version: u64,
 }
 
 /// One step for the client to take.
@@ -21,6 +23,8 @@ pub enum Action {
     Run(String),
     /// Stop every task of a running allocation.
     Stop(String),
+    /// Hand a running allocation its new job version: the servers updated it in place.
+    Update(String),
     /// Remove a terminal allocation's directory and state: the servers no longer need it here.
     Gc(String),
 }
@@ -37,6 +41,11 @@ pub fn reconcile(desired: &[Allocation], local: &BTreeMap<String, Local>) -> Vec
                 actions.push(Action::Run(alloc.id.clone()))
             }
             None => {}
+            Some(l)
+                if wants_run && !l.stopping && !l.done && alloc.job_version != l.job_version =>
+            {
+                actions.push(Action::Update(alloc.id.clone()))
+            }
             Some(l) if !wants_run && !l.done && !l.stopping => {
                 actions.push(Action::Stop(alloc.id.clone()))
             }
@@ -83,8 +92,8 @@ mod tests {
             alloc("stopped", DesiredStatus::Stop, ClientStatus::Complete),
             alloc("running", DesiredStatus::Run, ClientStatus::Running),
         ];
-        let running = Local { stopping: false, done: false };
-        let done = Local { stopping: true, done: true };
+        let running = Local { stopping: false, done: false, job_version: 0 };
+        let done = Local { stopping: true, done: true, job_version: 0 };
         let local = BTreeMap::from([
             ("stop-me".to_string(), running),
             ("stopped".to_string(), done),
@@ -104,10 +113,27 @@ mod tests {
         );
         // Applying the same view again asks for nothing new once stops are under way.
         let local2 = BTreeMap::from([
-            ("stop-me".to_string(), Local { stopping: true, done: false }),
+            ("stop-me".to_string(), Local { stopping: true, done: false, job_version: 0 }),
             ("running".to_string(), running),
             ("new".to_string(), running),
         ]);
         assert_eq!(reconcile(&desired, &local2), vec![]);
+    }
+
+    #[test]
+    fn a_new_job_version_on_a_running_allocation_is_an_update_not_a_restart() {
+        let mut updated = alloc("a", DesiredStatus::Run, ClientStatus::Running);
+        updated.job_version = 2;
+        let at = |job_version| {
+            BTreeMap::from([("a".to_string(), Local { stopping: false, done: false, job_version })])
+        };
+        assert_eq!(reconcile(&[updated.clone()], &at(1)), vec![Action::Update("a".into())]);
+        assert_eq!(reconcile(&[updated.clone()], &at(2)), vec![]);
+        // Nothing to update once it is stopping or done.
+        let stopping = BTreeMap::from([(
+            "a".to_string(),
+            Local { stopping: true, done: false, job_version: 1 },
+        )]);
+        assert_eq!(reconcile(&[updated], &stopping), vec![]);
     }
 }

@@ -65,6 +65,10 @@ pub enum AllocCommand {
     Restart { task: Option<String>, reply: oneshot::Sender<Result<(), String>> },
     /// Deliver a signal to one task, or all with `None`.
     Signal { task: Option<String>, signal: String, reply: oneshot::Sender<Result<(), String>> },
+    /// An in-place update: the allocation now runs this job version. Running tasks keep
+    /// running; what they read later (kill_signal, kill_timeout, the definition a restart
+    /// starts from) comes from the new version.
+    Update { alloc: Box<Allocation>, job: Box<Job> },
 }
 
 /// A handle on a running allocation.
@@ -237,6 +241,29 @@ impl Shared {
         self.save();
     }
 
+    /// Takes an in-place update: the new allocation and job version, persisted.
+    fn apply_update(&self, alloc: Allocation, job: Job) {
+        {
+            let mut p = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+            if p.alloc.id != alloc.id {
+                return;
+            }
+            p.alloc = alloc;
+            p.job = job;
+        }
+        self.save();
+        // Reported so the services follow the new version while the allocation runs.
+        self.report();
+    }
+
+    /// The allocation, its job version and task `name`'s definition as they stand now.
+    fn current(&self, name: &str) -> Option<(Allocation, Job, Task)> {
+        let p = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+        let group = p.job.task_groups.iter().find(|g| g.name == p.alloc.task_group)?;
+        let task = group.tasks.iter().find(|t| t.name == name)?.clone();
+        Some((p.alloc.clone(), p.job.clone(), task))
+    }
+
     fn set_client_status(&self, status: ClientStatus) {
         {
             let mut p = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
@@ -364,7 +391,8 @@ async fn run_alloc(
             continue;
         }
         let mut rt = spawn_task(&shared, &alloc, &job, &task, &alloc_dir);
-        let failed = wait_outcome(&mut rt, &mut commands, &mut stop_requested, &mut running).await;
+        let failed =
+            wait_outcome(&shared, &mut rt, &mut commands, &mut stop_requested, &mut running).await;
         if failed || stop_requested {
             prestart_failed = true;
             break;
@@ -393,7 +421,7 @@ async fn run_alloc(
         }
         let mut rt = spawn_task(&shared, &alloc, &job, &task, &alloc_dir);
         let mut ignored = BTreeMap::new();
-        wait_outcome(&mut rt, &mut commands, &mut stop_requested, &mut ignored).await;
+        wait_outcome(&shared, &mut rt, &mut commands, &mut stop_requested, &mut ignored).await;
     }
     rotation.abort();
     let failed = {
@@ -405,7 +433,7 @@ async fn run_alloc(
     // Keep answering commands so callers get errors rather than hangs.
     while let Some(cmd) = commands.recv().await {
         match cmd {
-            AllocCommand::Stop => {}
+            AllocCommand::Stop | AllocCommand::Update { .. } => {}
             AllocCommand::Restart { reply, .. } | AllocCommand::Signal { reply, .. } => {
                 let _ = reply.send(Err("allocation is not running".into()));
             }
@@ -415,6 +443,7 @@ async fn run_alloc(
 
 /// Waits for one task (prestart or poststop) while still obeying allocation commands.
 async fn wait_outcome(
+    shared: &Shared,
     rt: &mut RunningTask,
     commands: &mut mpsc::UnboundedReceiver<AllocCommand>,
     stop_requested: &mut bool,
@@ -430,14 +459,15 @@ async fn wait_outcome(
                     *stop_requested = true;
                     let _ = rt.commands.send(TaskCommand::Kill);
                 }
-                Some(other) => forward(other, others),
+                Some(other) => forward(shared, other, others),
             }
         }
     }
 }
 
-fn forward(cmd: AllocCommand, running: &BTreeMap<String, RunningTask>) {
+fn forward(shared: &Shared, cmd: AllocCommand, running: &BTreeMap<String, RunningTask>) {
     match cmd {
+        AllocCommand::Update { alloc, job } => shared.apply_update(*alloc, *job),
         AllocCommand::Stop => {
             for rt in running.values() {
                 let _ = rt.commands.send(TaskCommand::Kill);
@@ -538,9 +568,9 @@ async fn supervise(
             cmd = commands.recv() => match cmd {
                 Some(AllocCommand::Stop) | None => {
                     *stop_requested = true;
-                    forward(AllocCommand::Stop, running);
+                    forward(shared, AllocCommand::Stop, running);
                 }
-                Some(other) => forward(other, running),
+                Some(other) => forward(shared, other, running),
             }
         }
     }
@@ -723,10 +753,6 @@ async fn run_task(
     let batch =
         job.job_type == JobType::Batch || matches!(phase(&task), Phase::Prestart | Phase::Poststop);
     let mut tracker = RestartTracker::new(policy, batch);
-    let kill_timeout = task.kill_timeout.unwrap_or(Duration::from_secs(5));
-    // Nomad's default kill_signal is SIGINT.
-    let kill_signal =
-        if task.kill_signal.is_empty() { "SIGINT".to_string() } else { task.kill_signal.clone() };
 
     let recovered = {
         let p = shared.persisted.lock().unwrap_or_else(|e| e.into_inner());
@@ -753,6 +779,10 @@ async fn run_task(
                 shared.update(&name, |s| {
                     s.events.push(event("Task Setup", "Building Task Directory"));
                 });
+                // An in-place update since the last start applies to this one.
+                let (alloc, job, task) = shared
+                    .current(&name)
+                    .unwrap_or_else(|| (alloc.clone(), job.clone(), task.clone()));
                 let spec = build_spec(&shared.env, &alloc, &job, &task, &alloc_dir);
                 match driver.start(&spec).await {
                     Ok(h) => {
@@ -788,15 +818,15 @@ async fn run_task(
                 let _ = exit_tx.send(Some(result));
             })
         };
+        let fallback = task.clone();
         let ended = control(
             &shared,
             &name,
+            &fallback,
             driver.as_ref(),
             &handle,
             &mut commands,
             &mut exit_rx,
-            &kill_signal,
-            kill_timeout,
         )
         .await;
         waiter.abort();
@@ -918,17 +948,25 @@ async fn restart_or_stop(
     }
 }
 
+/// The task's kill_signal (Nomad's default: SIGINT) and kill_timeout (default 5 s), from its
+/// current definition, so an in-place update of either applies to the running task.
+fn kill_settings(shared: &Shared, name: &str, fallback: &Task) -> (String, Duration) {
+    let task = shared.current(name).map(|(_, _, t)| t);
+    let task = task.as_ref().unwrap_or(fallback);
+    let signal =
+        if task.kill_signal.is_empty() { "SIGINT".to_string() } else { task.kill_signal.clone() };
+    (signal, task.kill_timeout.unwrap_or(Duration::from_secs(5)))
+}
+
 /// Serves commands for a running invocation until it exits, is killed or is restarted.
-#[allow(clippy::too_many_arguments)]
 async fn control(
     shared: &Arc<Shared>,
     name: &str,
+    fallback: &Task,
     driver: &dyn Driver,
     handle: &Handle,
     commands: &mut mpsc::UnboundedReceiver<TaskCommand>,
     exit: &mut watch::Receiver<Option<ExitResult>>,
-    kill_signal: &str,
-    kill_timeout: Duration,
 ) -> Ended {
     loop {
         let cmd = tokio::select! {
@@ -948,6 +986,7 @@ async fn control(
                 let _ = reply.send(driver.signal(handle, &signal).await.map_err(|e| e.0));
             }
             Some(TaskCommand::Kill) | None => {
+                let (kill_signal, kill_timeout) = kill_settings(shared, name, fallback);
                 shared.push_event(
                     name,
                     event(
@@ -958,13 +997,14 @@ async fn control(
                         ),
                     ),
                 );
-                stop(driver, handle, exit, kill_signal, kill_timeout).await;
+                stop(driver, handle, exit, &kill_signal, kill_timeout).await;
                 return Ended::Killed;
             }
             Some(TaskCommand::Restart) => {
                 shared
                     .push_event(name, event("Restart Signaled", "User requested task to restart"));
-                stop(driver, handle, exit, kill_signal, kill_timeout).await;
+                let (kill_signal, kill_timeout) = kill_settings(shared, name, fallback);
+                stop(driver, handle, exit, &kill_signal, kill_timeout).await;
                 return Ended::RestartRequested;
             }
         }

@@ -289,6 +289,26 @@ impl NativeServices {
         a.insert(alloc.id.clone(), (alloc.clone(), job.clone()));
     }
 
+    /// An in-place update of an allocation (a new job version, same tasks): while it runs,
+    /// its registrations follow the new version's services, re-registered only if they changed.
+    pub fn update(&self, alloc: &Allocation, job: &Job) {
+        let old = self
+            .allocs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(alloc.id.clone(), (alloc.clone(), job.clone()));
+        let changed = old.is_none_or(|(_, old_job)| {
+            service_blocks(&old_job, &alloc.task_group) != service_blocks(job, &alloc.task_group)
+        });
+        let running =
+            self.running.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&alloc.id);
+        if changed && running {
+            // The write loop merges the deletion with the upserts that follow it.
+            self.deregister(&alloc.id);
+            self.register(alloc, job);
+        }
+    }
+
     /// Running → registered with pending health and its checks started; terminal → removed.
     pub fn status(&self, alloc_id: &str, status: ClientStatus) {
         match status {
@@ -746,6 +766,17 @@ impl Services {
         }
     }
 
+    /// An in-place update of a running allocation: both providers see the new job version
+    /// (Consul's registrations are recomputed on the runner's next report).
+    pub fn update(&self, alloc: &Allocation, job: &Job) {
+        if let Some(c) = &self.consul {
+            c.track(alloc, job);
+        }
+        if let Some(n) = &self.native {
+            n.update(alloc, job);
+        }
+    }
+
     pub fn status(&self, alloc_id: &str, status: ClientStatus) {
         if let Some(c) = &self.consul {
             c.status(alloc_id, status);
@@ -764,6 +795,14 @@ impl Services {
         }
         self.health.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
     }
+}
+
+/// A group's and its tasks' service blocks, to tell whether an update changed them.
+fn service_blocks(job: &Job, group: &str) -> serde_json::Value {
+    let g = job.task_groups.iter().find(|g| g.name == group);
+    let tasks: Vec<_> =
+        g.map(|g| g.tasks.iter().map(|t| &t.services).collect()).unwrap_or_default();
+    serde_json::json!([g.map(|g| &g.services), tasks])
 }
 
 /// The Consul registrations of `alloc`'s group and task services.

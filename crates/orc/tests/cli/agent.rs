@@ -312,6 +312,100 @@ fn sigkilled_agent_readopts_running_tasks_without_restarting_them() {
     agent.wait(Duration::from_secs(2), "the task gone", |_| !alive(pids[0]));
 }
 
+/// A job whose service tags, kill_timeout and sleep length are the caller's.
+fn inplace_job(tag: &str, kill_timeout: &str, sleep: &str) -> String {
+    format!(
+        r#"job "inplace" {{
+  datacenters = ["*"]
+  group "g" {{
+    network {{
+      port "http" {{}}
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+        args    = ["{sleep}"]
+      }}
+      kill_timeout = "{kill_timeout}"
+      service {{
+        name     = "inplace"
+        port     = "http"
+        provider = "nomad"
+        tags     = ["{tag}"]
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
+#[test]
+fn an_in_place_update_keeps_the_task_running_and_re_registers_its_service() {
+    let agent = DevAgent::start();
+    let file = agent.dir.path().join("inplace.job");
+    std::fs::write(&file, inplace_job("v1", "3s", "600")).unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = only_alloc(&agent, "inplace");
+    agent.wait(Duration::from_secs(10), "running inplace", |a| status_of(a, &id) == "running");
+    let tags = |a: &DevAgent| -> Vec<Value> {
+        a.get("/v1/service/inplace")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r["Tags"].clone())
+            .collect()
+    };
+    agent.wait(Duration::from_secs(10), "the v1 registration", |a| {
+        tags(a) == [serde_json::json!(["v1"])]
+    });
+    let pids = agent.task_pids();
+    assert_eq!(pids.len(), 1);
+
+    // Tags and kill_timeout change: Nomad updates such an allocation in place.
+    std::fs::write(&file, inplace_job("v2", "4s", "600")).unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    agent.wait(Duration::from_secs(15), "the v2 registration", |a| {
+        tags(a) == [serde_json::json!(["v2"])]
+    });
+    let allocs = agent.allocs("inplace");
+    assert_eq!(allocs.len(), 1, "an in-place update places nothing new: {allocs:#?}");
+    let alloc = agent.alloc(&id);
+    assert_eq!(alloc["JobVersion"], 1);
+    assert_eq!(alloc["ClientStatus"], "running");
+    assert_eq!(agent.task_pids(), pids, "the same process runs");
+    assert!(alive(pids[0]));
+    let events: Vec<String> = alloc["TaskStates"]["t"]["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Type"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(events, ["Received", "Task Setup", "Started"], "not restarted");
+    // The agent persisted the new version, so a later restart starts from it.
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(agent.data().join("client/allocs").join(format!("{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["job"]["Version"], 1);
+    assert_eq!(state["job"]["TaskGroups"][0]["Tasks"][0]["KillTimeout"], 4_000_000_000u64);
+
+    // A config change is destructive: a new allocation, the old process gone. (The same
+    // observations tell the two apart.)
+    std::fs::write(&file, inplace_job("v2", "4s", "601")).unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    agent.wait(Duration::from_secs(20), "a replacement allocation", |a| {
+        a.allocs("inplace").iter().any(|x| x["ID"] != id.as_str() && x["ClientStatus"] == "running")
+    });
+    agent.wait(Duration::from_secs(20), "the old process gone", |_| !alive(pids[0]));
+    let out = agent.orc(&["stop", "inplace"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn crash_restarts_per_policy_then_fails_and_is_rescheduled_and_batch_exit_codes() {
     let agent = DevAgent::start();
