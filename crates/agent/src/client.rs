@@ -221,7 +221,6 @@ impl Client {
             config.consul.clone().map(|c| crate::services::ConsulServices::new(c, address)),
             native,
         ));
-        services.set_env(&node, &config.region, alloc_root.clone());
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         // Allocation health verdicts go out with the runner's reports.
         service_tasks.push(tokio::spawn(services.clone().run(reports_tx.clone())));
