@@ -703,7 +703,8 @@ fn build_spec(
 /// Why the supervision loop of one invocation ended.
 enum Ended {
     Exited(ExitResult),
-    Killed,
+    /// Killed on request, with how the process ended if the driver saw it.
+    Killed(Option<ExitResult>),
     RestartRequested,
 }
 
@@ -833,7 +834,11 @@ async fn run_task(
         driver.destroy(&handle).await;
         shared.set_handle(&name, None);
         match ended {
-            Ended::Killed => {
+            Ended::Killed(result) => {
+                // As Nomad: the exit (code, or the signal that ended it) before "Killed".
+                if let Some(result) = result {
+                    shared.push_event(&name, terminated(&result));
+                }
                 shared.update(&name, |s| {
                     s.state = "dead".into();
                     s.finished_at = Some(rfc3339_now());
@@ -858,17 +863,7 @@ async fn run_task(
                 continue;
             }
             Ended::Exited(result) => {
-                let mut ev = event(
-                    "Terminated",
-                    if result.unknown {
-                        "Exited; the exit code is unknown (re-adopted task)".to_string()
-                    } else {
-                        format!("Exit Code: {}", result.exit_code)
-                    },
-                );
-                ev.exit_code = result.exit_code;
-                ev.signal = result.signal;
-                shared.push_event(&name, ev);
+                shared.push_event(&name, terminated(&result));
                 let code = if result.successful() { 0 } else { result.exit_code.max(1) };
                 if !restart_or_stop(&shared, &name, &mut tracker, code, false, &mut commands).await
                 {
@@ -885,6 +880,21 @@ async fn run_task(
             }
         }
     }
+}
+
+/// The "Terminated" event of one exit.
+fn terminated(result: &ExitResult) -> TaskEvent {
+    let message = if result.unknown {
+        "Exited; the exit code is unknown (re-adopted task)".to_string()
+    } else if result.signal != 0 {
+        format!("Exit Code: {}, Signal: {}", result.exit_code, result.signal)
+    } else {
+        format!("Exit Code: {}", result.exit_code)
+    };
+    let mut ev = event("Terminated", message);
+    ev.exit_code = result.exit_code;
+    ev.signal = result.signal;
+    ev
 }
 
 /// Applies the restart policy after an exit. Returns true to start again (after the delay,
@@ -997,8 +1007,7 @@ async fn control(
                         ),
                     ),
                 );
-                stop(driver, handle, exit, &kill_signal, kill_timeout).await;
-                return Ended::Killed;
+                return Ended::Killed(stop(driver, handle, exit, &kill_signal, kill_timeout).await);
             }
             Some(TaskCommand::Restart) => {
                 shared
@@ -1011,21 +1020,23 @@ async fn control(
     }
 }
 
-/// kill_signal, then a hard kill if the task outlives kill_timeout.
+/// kill_signal, then a hard kill if the task outlives kill_timeout. Returns the exit, if seen.
 async fn stop(
     driver: &dyn Driver,
     handle: &Handle,
     exit: &mut watch::Receiver<Option<ExitResult>>,
     kill_signal: &str,
     kill_timeout: Duration,
-) {
+) -> Option<ExitResult> {
     if driver.signal(handle, kill_signal).await.is_ok()
         && tokio::time::timeout(kill_timeout, exit.wait_for(Option::is_some)).await.is_ok()
     {
-        return;
+        return exit.borrow().clone();
     }
     driver.kill(handle).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), exit.wait_for(Option::is_some)).await;
+    let seen = exit.borrow().clone();
+    seen
 }
 
 #[cfg(test)]

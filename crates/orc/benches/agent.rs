@@ -168,6 +168,47 @@ fn main() {
     );
     let _ = follow.kill();
     let _ = follow.wait();
+    let _ =
+        Command::new(ORC).args(["stop", "-purge", "-detach", "-address", &addr, "ticker"]).output();
+
+    // orc stop → allocation complete: a task that exits on its kill_signal, and one that ignores
+    // it and is killed with SIGKILL after its kill_timeout (1 s).
+    let complete = |job: &str| {
+        get(&addr, &format!("/v1/job/{job}/allocations"))
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .all(|a| a["ClientStatus"] == "complete")
+    };
+    for (kind, script) in
+        [("polite", "sleep 600"), ("stubborn", "trap '' INT TERM; while true; do sleep 0.1; done")]
+    {
+        let mut stops = Vec::new();
+        for i in 0..5 {
+            let name = format!("{kind}{i}");
+            run(&addr, dir.path(), &name, &job(&name, 1, script));
+            wait(Duration::from_secs(10), || running(&addr, &name) == 1);
+            std::thread::sleep(Duration::from_millis(200));
+            let t0 = Instant::now();
+            let out = Command::new(ORC)
+                .args(["stop", "-detach", "-address", &addr, &name])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            wait(Duration::from_secs(20), || complete(&name));
+            stops.push(t0.elapsed());
+        }
+        println!(
+            "orc stop → allocation complete ({kind}: {}, 5 jobs): p50 {:?}, max {:?}",
+            if kind == "polite" {
+                "exits on its kill_signal"
+            } else {
+                "ignores it, SIGKILL after kill_timeout = 1s"
+            },
+            percentile(&mut stops, 0.5),
+            percentile(&mut stops, 1.0)
+        );
+    }
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = agent.wait();
     println!("command: cargo bench -p orc --bench agent");

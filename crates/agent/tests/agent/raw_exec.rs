@@ -50,7 +50,7 @@ async fn task_gets_nomad_layout_and_env_but_not_the_agents() {
         .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
         .await;
     assert_eq!(r.client_status, ClientStatus::Complete);
-    assert_eq!(events(&r, "web")[3..], ["Killing", "Killed"]);
+    assert_eq!(events(&r, "web")[3..], ["Killing", "Terminated", "Killed"]);
     c.shutdown();
 }
 
@@ -116,35 +116,50 @@ async fn kill_signal_then_sigkill_after_kill_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let servers = FakeServers::new();
     let c = client(servers.clone(), dir.path(), None).await;
-    // Ignores SIGINT (the default kill_signal) and SIGTERM, so only the SIGKILL after
-    // kill_timeout ends it.
-    let mut stubborn =
-        sh_task("stubborn", "trap '' INT TERM; echo ready; while true; do sleep 0.1; done");
+    // Notes SIGINT (the default kill_signal) and SIGTERM but carries on ticking, so only the
+    // SIGKILL after kill_timeout ends it. It writes outside the allocation directory, which is
+    // collected once the allocation stops.
+    let log = dir.path().join("stubborn.out");
+    let mut stubborn = sh_task(
+        "stubborn",
+        &format!(
+            "exec >>{}; trap 'echo got-int' INT TERM; echo ready; while true; do echo tick; sleep 0.1; done",
+            log.display()
+        ),
+    );
     stubborn.kill_timeout = Some(Duration::from_millis(800));
     // Exits on SIGINT, its kill_signal, at once.
-    let mut polite = sh_task("polite", "trap 'exit 0' INT; while true; do sleep 0.1; done");
+    let mut polite = sh_task("polite", "trap 'exit 3' INT; while true; do sleep 0.1; done");
     polite.kill_signal = "SIGINT".into();
-    polite.kill_timeout = Some(Duration::from_secs(20));
+    polite.kill_timeout = Some(Duration::from_secs(60));
     let job = job("kill", JobType::Service, vec![stubborn, polite]);
     let a = alloc(&job, &[]);
     servers.place(a.clone(), job);
-    let log = dir.path().join("alloc").join(&a.id).join("alloc/logs/stubborn.stdout.0");
     wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("ready"))
     })
     .await;
-    let start = Instant::now();
     servers.stop(&a.id);
     let r = servers
-        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
+        .wait_report(&a.id, Duration::from_secs(60), |r| r.client_status.is_terminal())
         .await;
-    let took = start.elapsed();
-    assert!(took >= Duration::from_millis(800), "killed before kill_timeout: {took:?}");
-    assert!(took < Duration::from_secs(5), "kill took {took:?}");
     for t in ["stubborn", "polite"] {
         assert_eq!(r.task_states[t].state, "dead");
-        assert!(events(&r, t).ends_with(&["Killing".to_string(), "Killed".to_string()]));
+        assert_eq!(events(&r, t)[3..], ["Killing", "Terminated", "Killed"], "{t}");
     }
+    let terminated = |t: &str| {
+        r.task_states[t].events.iter().find(|e| e.event_type == "Terminated").unwrap().clone()
+    };
+    // The polite task ended on its kill_signal, by its own exit: no SIGKILL was needed.
+    let polite = terminated("polite");
+    assert_eq!((polite.exit_code, polite.signal), (3, 0), "{polite:?}");
+    // The stubborn one got the kill_signal first, outlived it (it kept ticking), and was then
+    // killed with SIGKILL.
+    let stubborn = terminated("stubborn");
+    assert_eq!(stubborn.signal, 9, "{stubborn:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let after_int = text.split_once("got-int").map(|(_, rest)| rest).unwrap_or_default();
+    assert!(after_int.contains("tick"), "not still running after the kill_signal: {text}");
     c.shutdown();
 }
 
@@ -241,7 +256,8 @@ async fn logs_api_frames_plain_follow_and_path_safety() {
     assert_eq!(bad[1].0, 400);
     assert_eq!(bad[2].0, 404);
 
-    // Follow: a new line arrives within 500 ms of being written.
+    // Follow: a line written while the follow is open arrives on it (how fast is a benchmark:
+    // `cargo bench -p orc --bench agent`).
     let id = a.id.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
     std::thread::spawn(move || {
@@ -262,13 +278,10 @@ async fn logs_api_frames_plain_follow_and_path_safety() {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let written = Instant::now();
     std::fs::write(alloc_dir.join("talker/local/tick"), "").unwrap();
-    let (at, text) =
-        tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let (_, text) =
+        tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.unwrap().unwrap();
     assert_eq!(text, "tick\n");
-    let latency = at.duration_since(written);
-    assert!(latency < Duration::from_millis(500), "follow latency {latency:?}");
     // Stop the task before the agent: an agent that shuts down leaves tasks running for
     // re-adoption, which would leak this endless loop past the test.
     servers.stop(&a.id);
