@@ -65,6 +65,8 @@ pub struct Allocation {
     pub allocated_resources: AllocatedResources,
     pub desired_status: DesiredStatus,
     pub desired_description: String,
+    /// What the servers want to happen to the allocation next (the drainer marks migrations).
+    pub desired_transition: DesiredTransition,
     pub client_status: ClientStatus,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
@@ -81,6 +83,25 @@ pub struct Allocation {
     pub create_time: i64,
     /// Unix nanoseconds.
     pub modify_time: i64,
+}
+
+/// Nomad's `DesiredTransition`: transitions the servers request for an allocation beyond its
+/// desired status. `None` means "not requested", as Nomad's pointer fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DesiredTransition {
+    /// Set by the node drainer: the scheduler replaces the allocation elsewhere and stops it.
+    pub migrate: Option<bool>,
+    pub reschedule: Option<bool>,
+    pub force_reschedule: Option<bool>,
+    pub no_shutdown_delay: Option<bool>,
+}
+
+impl DesiredTransition {
+    /// True when the allocation has been marked for migration.
+    pub fn should_migrate(&self) -> bool {
+        self.migrate == Some(true)
+    }
 }
 
 /// The resources the scheduler granted, with concrete host ports.

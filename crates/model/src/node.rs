@@ -64,6 +64,10 @@ pub struct Node {
     pub scheduling_eligibility: SchedulingEligibility,
     pub drain: bool,
     pub drain_strategy: Option<DrainStrategy>,
+    /// The latest drain, running or finished (Nomad's `LastDrain`).
+    pub last_drain: Option<DrainMetadata>,
+    /// The most recent node events, oldest first, at most [`MAX_NODE_EVENTS`].
+    pub events: Vec<NodeEvent>,
     /// A hash of everything feasibility depends on except unique attributes; nodes with the same
     /// class are interchangeable for constraint checks.
     pub computed_class: String,
@@ -150,6 +154,36 @@ pub struct DrainStrategy {
     pub force_deadline: i64,
     /// Unix nanoseconds at which the drain started.
     pub started_at: i64,
+}
+
+/// How many events a node keeps, as Nomad's `maxNodeEvents`.
+pub const MAX_NODE_EVENTS: usize = 10;
+
+/// Nomad's `NodeEvent`: something that happened to a node, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeEvent {
+    pub message: String,
+    /// `Drain`, `Cluster`, `Driver`, ….
+    pub subsystem: String,
+    pub details: BTreeMap<String, String>,
+    /// RFC 3339 time, as Nomad's JSON writes Go's `time.Time`.
+    pub timestamp: String,
+    pub create_index: u64,
+}
+
+/// Nomad's `DrainMetadata`: when the node's last drain started and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DrainMetadata {
+    /// RFC 3339 times.
+    pub started_at: String,
+    pub updated_at: String,
+    /// `draining`, `complete` or `canceled`.
+    pub status: String,
+    #[serde(rename = "AccessorID")]
+    pub accessor_id: String,
+    pub meta: BTreeMap<String, String>,
 }
 
 impl Node {

@@ -146,13 +146,13 @@ pub struct DrainArgs {
     #[command(flatten)]
     pub api: ApiArgs,
     /// Start draining: no new work, running allocations migrate.
-    #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+    #[arg(long, conflicts_with = "disable", required_unless_present_any = ["disable", "monitor"])]
     pub enable: bool,
     /// Stop draining.
     #[arg(long)]
     pub disable: bool,
     /// How long allocations may take to migrate before they are stopped (Go duration; default
-    /// 1h). `-1s` forces an immediate drain.
+    /// 1h). A negative value forces an immediate drain.
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub deadline: Option<String>,
     /// With -enable: leave system jobs' allocations running.
@@ -162,33 +162,42 @@ pub struct DrainArgs {
     #[arg(long = "keep-ineligible")]
     pub keep_ineligible: bool,
     /// Drain now: allocations are migrated without waiting for a deadline.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["deadline", "no_deadline"])]
     pub force: bool,
     /// Drain without a deadline.
-    #[arg(long = "no-deadline")]
+    #[arg(long = "no-deadline", conflicts_with = "deadline")]
     pub no_deadline: bool,
     /// Accepted for Nomad compatibility; orc never prompts.
     #[arg(long)]
     pub yes: bool,
-    /// Accepted for Nomad compatibility; orc does not monitor drains yet and always returns
-    /// once the drain strategy is set.
+    /// Return once the drain strategy is set instead of monitoring the drain.
     #[arg(long)]
     pub detach: bool,
+    /// Monitor a drain already in progress without changing it.
+    #[arg(long, conflicts_with_all = ["enable", "disable", "detach"])]
+    pub monitor: bool,
     /// The node ID or prefix.
     #[arg(value_name = "ID")]
     pub id: String,
 }
 
-/// `orc node drain -enable|-disable ID`.
+/// Nomad's default drain deadline.
+const DEFAULT_DEADLINE_NS: i64 = 3600 * 1_000_000_000;
+
+/// `orc node drain -enable|-disable|-monitor ID`.
 pub fn drain(args: &DrainArgs) -> anyhow::Result<u8> {
     let client = args.api.client();
     let stub = resolve(&client, "/v1/nodes", &args.id, "node")?;
     let id = s(&stub, "ID");
+    if args.monitor {
+        monitor_drain(&client, &id, args.ignore_system)?;
+        return Ok(0);
+    }
     let body = if args.enable {
         let deadline_ns: i64 = match args.deadline.as_deref() {
             _ if args.force => -1,
             _ if args.no_deadline => 0,
-            None => 3600 * 1_000_000_000,
+            None => DEFAULT_DEADLINE_NS,
             Some(d) if d.starts_with('-') => -1,
             Some(d) => model::duration::parse_go_duration(d)
                 .map_err(|e| anyhow::anyhow!("Error parsing -deadline: {e}"))?
@@ -201,9 +210,119 @@ pub fn drain(args: &DrainArgs) -> anyhow::Result<u8> {
     client
         .put::<_, Value>(&format!("/v1/node/{id}/drain"), &[], &body)
         .map_err(|e| context("Error updating drain specification", e))?;
-    let verb = if args.enable { "set" } else { "unset" };
-    print(&format!("Node {:?} drain strategy {verb}\n", id));
+    if !args.enable {
+        print(&format!("Node {id:?} drain strategy unset\n"));
+        return Ok(0);
+    }
+    if args.detach {
+        print(&format!("Node {id:?} drain strategy set\n"));
+        return Ok(0);
+    }
+    let now = crate::output::timestamp(now_nanos());
+    print(&format!("{now}: Ctrl-C to stop monitoring: will not cancel the node drain\n"));
+    print(&format!("{now}: Node {id:?} drain strategy set\n"));
+    monitor_drain(&client, &id, args.ignore_system)?;
     Ok(0)
+}
+
+/// What the monitor remembers of an allocation between polls.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    marked: bool,
+    desired: String,
+    client: String,
+}
+
+fn seen(a: &Value) -> Seen {
+    Seen {
+        marked: a["DesiredTransition"]["Migrate"] == true,
+        desired: s(a, "DesiredStatus"),
+        client: s(a, "ClientStatus"),
+    }
+}
+
+/// Follows a drain like Nomad's `MonitorDrain`: prints each allocation marked for migration,
+/// stopped and changing status, then when the drain completes, and returns once it has and no
+/// allocation on the node is pending or running (system ones aside with `ignore_system`).
+fn monitor_drain(
+    client: &api::client::Client,
+    id: &str,
+    ignore_system: bool,
+) -> anyhow::Result<()> {
+    let line = |msg: String| print(&format!("{}: {msg}\n", crate::output::timestamp(now_nanos())));
+    let mut known: std::collections::BTreeMap<String, Seen> = Default::default();
+    let (mut all_marked, mut complete) = (false, false);
+    let mut index = 0u64;
+    loop {
+        let index_s = index.to_string();
+        let (allocs, meta) = client
+            .get::<Vec<Value>>(
+                &format!("/v1/node/{id}/allocations"),
+                &[("index", &index_s), ("wait", "1s")],
+            )
+            .map_err(|e| context("Error monitoring node drain", e))?;
+        index = meta.index;
+        let (node, _) = client
+            .get::<Value>(&format!("/v1/node/{id}"), &[])
+            .map_err(|e| context("Error monitoring node drain", e))?;
+        let mut running = 0;
+        let mut unmarked = 0;
+        for a in &allocs {
+            let now = seen(a);
+            let alloc_id = short_id(&s(a, "ID"), false);
+            // An allocation first seen already marked was marked by this drain: report it
+            // from the start. Anything else first seen is where the monitor starts from.
+            let before = known.get(&s(a, "ID")).cloned().or_else(|| {
+                now.marked.then(|| Seen {
+                    marked: false,
+                    desired: "run".into(),
+                    client: if now.desired == "run" {
+                        now.client.clone()
+                    } else {
+                        "running".into()
+                    },
+                })
+            });
+            if let Some(b) = before {
+                if !b.marked && now.marked {
+                    line(format!("Alloc {alloc_id:?} marked for migration"));
+                }
+                if b.desired != now.desired && now.desired == "stop" {
+                    line(format!("Alloc {alloc_id:?} draining"));
+                }
+                if b.client != now.client {
+                    line(format!("Alloc {alloc_id:?} status {} -> {}", b.client, now.client));
+                }
+            }
+            let system = a["JobType"] == "system";
+            let live = matches!(now.client.as_str(), "pending" | "running");
+            if live && !(ignore_system && system) {
+                running += 1;
+            }
+            if live && now.desired == "run" && !now.marked && !(ignore_system && system) {
+                unmarked += 1;
+            }
+            known.insert(s(a, "ID"), now);
+        }
+        let draining = !node["DrainStrategy"].is_null();
+        if !all_marked && draining && unmarked == 0 {
+            all_marked = true;
+            line(format!("Node {id:?} has marked all allocations for migration"));
+        }
+        if !complete && !draining {
+            complete = true;
+            let last = node["LastDrain"]["Status"].as_str().unwrap_or("");
+            if last == "canceled" {
+                line(format!("Node {id:?} drain canceled"));
+                return Ok(());
+            }
+            line(format!("Node {id:?} drain complete"));
+        }
+        if complete && running == 0 {
+            line(format!("All allocations on node {id:?} have stopped"));
+            return Ok(());
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -40,8 +40,8 @@
 //!   sticky disks. Destructive updates are paced by `update.max_parallel` counting new-version
 //!   allocations whose `deployment_status.healthy` is not `true`; the server must re-evaluate the
 //!   job when that changes.
-//! * Allocations on draining nodes are all migrated in one evaluation; pacing migrations
-//!   (`migrate.max_parallel`) is left to the server's drainer.
+//! * As in Nomad, only allocations whose `DesiredTransition.Migrate` is set are migrated; the
+//!   server's drainer sets it, paced by `migrate.max_parallel`.
 //! * A failed allocation's failure time is its `modify_time`.
 //! * Network mode and `host_network` are ignored; every port is a host port. Reserved cores are
 //!   not allocated; `cores` asks count only their `cpu`. Disk is checked only on nodes that

@@ -125,7 +125,9 @@ pub fn reconcile_group(
             _ => match node {
                 None => Bucket::Lost,
                 Some(i) if state.node_is_lost(i) => Bucket::Lost,
-                Some(i) if state.node(i).drain => Bucket::Migrate,
+                // Only allocations the server's drainer marked move: it paces migrations by
+                // the group's `migrate.max_parallel`, as Nomad's drainer does.
+                Some(_) if a.desired_transition.should_migrate() => Bucket::Migrate,
                 Some(_) => Bucket::Untainted,
             },
         };

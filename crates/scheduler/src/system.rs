@@ -69,11 +69,16 @@ pub fn schedule_system(run: &mut Run, job: &Job) {
                 }
                 continue;
             }
-            let ignore_drain = node.drain_strategy.as_ref().is_some_and(|d| d.ignore_system_jobs);
-            if node.drain && !ignore_drain {
+            if node.drain {
+                // The drainer marks system allocations last (or never, with
+                // `IgnoreSystemJobs`); unmarked ones keep running on the draining node.
                 for s in here {
-                    run.stop(s, DESC_MIGRATING, false, Some(gi));
-                    u.migrate += 1;
+                    if state.alloc_at(s).desired_transition.should_migrate() {
+                        run.stop(s, DESC_MIGRATING, false, Some(gi));
+                        u.migrate += 1;
+                    } else {
+                        u.ignore += 1;
+                    }
                 }
                 continue;
             }

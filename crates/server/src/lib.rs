@@ -8,6 +8,7 @@ pub mod blocked;
 pub mod broker;
 pub mod codec;
 pub mod config;
+pub mod drainer;
 pub mod heartbeat;
 pub mod http;
 pub mod node_endpoint;

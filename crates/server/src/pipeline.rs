@@ -511,6 +511,7 @@ async fn lead(handle: &ServerHandle, config: PipelineConfig) {
     for _ in 0..config.workers {
         tasks.spawn(crate::worker::run(leader.clone()));
     }
+    tasks.spawn(crate::drainer::run(handle.clone()));
     let mut backoff = Duration::from_millis(50);
     while handle.is_leader() {
         // Entries that do not change the state (blank, membership) still advance the applied

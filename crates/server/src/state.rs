@@ -8,8 +8,9 @@
 //! would corrupt the state (a missing node, an eligible draining node).
 
 use model::{
-    AllocDeploymentStatus, Allocation, ClientStatus, DesiredStatus, DrainStrategy, Evaluation, Job,
-    Node, NodeStatus, SchedulingEligibility, ServiceRegistration, TaskState,
+    AllocDeploymentStatus, Allocation, ClientStatus, DesiredStatus, DrainMetadata, DrainStrategy,
+    Evaluation, Job, Node, NodeEvent, NodeStatus, SchedulingEligibility, ServiceRegistration,
+    TaskState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -164,6 +165,19 @@ pub enum Command {
         node_id: String,
         drain: Option<DrainStrategy>,
         mark_eligible: bool,
+        evals: Vec<Evaluation>,
+        /// Appended to the node's events (the oldest beyond [`model::MAX_NODE_EVENTS`] go).
+        #[serde(default)]
+        event: Option<Box<NodeEvent>>,
+        /// Replaces the node's `LastDrain` when set.
+        #[serde(default)]
+        last_drain: Option<Box<DrainMetadata>>,
+    },
+    /// Nomad's `AllocUpdateDesiredTransition`: the drainer marks allocations for migration, with
+    /// the evaluations that make the scheduler move them.
+    AllocDesiredTransition {
+        alloc_ids: Vec<String>,
+        migrate: bool,
         evals: Vec<Evaluation>,
     },
     ServiceRegister {
@@ -331,6 +345,8 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
                 node.scheduling_eligibility = existing.scheduling_eligibility;
                 node.drain = existing.drain;
                 node.drain_strategy = existing.drain_strategy.clone();
+                node.last_drain = existing.last_drain.clone();
+                node.events = existing.events.clone();
             } else {
                 node.create_index = index;
             }
@@ -377,10 +393,19 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             state.refresh_job_status(index, jobs);
             Outcome::Applied
         }
-        Command::NodeDrain { node_id, drain, mark_eligible, evals } => {
+        Command::NodeDrain { node_id, drain, mark_eligible, evals, event, last_drain } => {
             let Some(node) = state.nodes.get_mut(&node_id) else {
                 return Outcome::NotFound { what: format!("node {node_id}") };
             };
+            if let Some(mut e) = event {
+                e.create_index = index;
+                node.events.push(*e);
+                let excess = node.events.len().saturating_sub(model::MAX_NODE_EVENTS);
+                node.events.drain(..excess);
+            }
+            if let Some(last) = last_drain {
+                node.last_drain = Some(*last);
+            }
             node.drain = drain.is_some();
             if drain.is_some() {
                 node.scheduling_eligibility = SchedulingEligibility::Ineligible;
@@ -391,6 +416,20 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             node.modify_index = index;
             state.touch(Table::Nodes, index);
             let jobs = state.upsert_evals(index, evals);
+            state.refresh_job_status(index, jobs);
+            Outcome::Applied
+        }
+        Command::AllocDesiredTransition { alloc_ids, migrate, evals } => {
+            let mut jobs = BTreeSet::new();
+            for id in alloc_ids {
+                let Some(alloc) = state.allocs.get_mut(&id) else { continue };
+                state.journal.note(index, Changed::Alloc(id));
+                alloc.desired_transition.migrate = Some(migrate);
+                alloc.modify_index = index;
+                jobs.insert((alloc.namespace.clone(), alloc.job_id.clone()));
+                state.touch(Table::Allocs, index);
+            }
+            jobs.extend(state.upsert_evals(index, evals));
             state.refresh_job_status(index, jobs);
             Outcome::Applied
         }

@@ -5,6 +5,8 @@
 mod cluster;
 #[path = "server/crash.rs"]
 mod crash;
+#[path = "server/drain.rs"]
+mod drain;
 #[path = "server/harness.rs"]
 mod harness;
 #[path = "server/http.rs"]

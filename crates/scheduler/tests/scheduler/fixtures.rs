@@ -341,20 +341,21 @@ fn reschedule_attempts_are_limited_within_the_interval() {
 }
 
 #[test]
-fn draining_nodes_migrate_their_allocations() {
+fn draining_nodes_migrate_only_the_allocations_the_drainer_marked() {
     let state = cluster(
         "
         node n1 drain
         node n2
-        alloc web.web[0] on n1
+        alloc web.web[0] on n1 migrate
         alloc web.web[1] on n2
+        alloc web.web[2] on n1
         ",
     );
     expect![[r#"
         place  web.web[0] on n2 v0 replaces web.web[0]
         stop   web.web[0] on n1 (Stop: alloc is being migrated)
-        group web: DesiredUpdates { ignore: 1, place: 0, migrate: 1, stop: 0, in_place_update: 0, destructive_update: 0, reschedule_now: 0, reschedule_later: 0, lost: 0 }
-    "#]].assert_eq(&run(&state, &service("web", 2)));
+        group web: DesiredUpdates { ignore: 2, place: 0, migrate: 1, stop: 0, in_place_update: 0, destructive_update: 0, reschedule_now: 0, reschedule_later: 0, lost: 0 }
+    "#]].assert_eq(&run(&state, &service("web", 3)));
 }
 
 #[test]

@@ -21,7 +21,8 @@ pub const NOW: i64 = 10_000 * SEC;
 /// node n1 dc=dc1 cpu=4000 mem=8192 class=web status=down drain ineligible attr.k=v meta.k=v
 ///      reserved_cpu=100 reserved_ports=22,80 dyn=20000-20010 driver.pot=unhealthy pool=p disk=1000
 /// alloc web.web[0] on n1 v=1 status=failed desired=stop cpu=100 mem=256 port=http:20001
-///      modify=9990 resched=5@9000,10@9500 followup=e1 next=x healthy id=a0 job=web group=web
+///      modify=9990 resched=5@9000,10@9500 followup=e1 next=x healthy migrate id=a0 job=web
+///      group=web
 /// ```
 ///
 /// Nodes default to 4000 MHz, 8192 MB, dc1, ready, `pot` healthy, `kernel.name=freebsd`;
@@ -174,6 +175,7 @@ fn alloc(i: usize, line: &str) -> Allocation {
                     .collect();
                 a.reschedule_tracker = Some(RescheduleTracker { events });
             }
+            "migrate" => a.desired_transition.migrate = Some(true),
             "followup" => a.followup_eval_id = v.into(),
             "next" => a.next_allocation = v.into(),
             "healthy" => {

@@ -8,8 +8,8 @@ use crate::state::{AllocStop, Command, PlanResults, State, Table};
 use api::query::QueryOptions;
 use axum::extract::{Path, State as AxState};
 use model::{
-    AllocDeploymentStatus, AllocatedResources, Allocation, ClientStatus, DesiredStatus, JobType,
-    RescheduleTracker, TaskState, TriggeredBy,
+    AllocDeploymentStatus, AllocatedResources, Allocation, ClientStatus, DesiredStatus,
+    DesiredTransition, JobType, RescheduleTracker, TaskState, TriggeredBy,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -38,6 +38,7 @@ pub(crate) struct AllocStub<'a> {
     allocated_resources: Option<&'a AllocatedResources>,
     desired_status: DesiredStatus,
     desired_description: &'a str,
+    desired_transition: &'a DesiredTransition,
     client_status: ClientStatus,
     client_description: &'a str,
     task_states: Option<&'a BTreeMap<String, TaskState>>,
@@ -75,6 +76,7 @@ pub(crate) fn alloc_stub<'a>(s: &'a State, a: &'a Allocation, parts: StubParts) 
         allocated_resources: parts.resources.then_some(&a.allocated_resources),
         desired_status: a.desired_status,
         desired_description: &a.desired_description,
+        desired_transition: &a.desired_transition,
         client_status: a.client_status,
         client_description: &a.client_description,
         task_states: parts.task_states.then_some(&a.task_states),

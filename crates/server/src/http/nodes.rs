@@ -1,6 +1,6 @@
 //! `/v1/nodes` and `/v1/node/:id`: listing and reading nodes, draining them and changing their
-//! scheduling eligibility. Draining writes the evaluations that make the scheduler migrate the
-//! node's allocations; it does not move anything itself.
+//! scheduling eligibility. Setting a drain only records the strategy; the leader's drainer
+//! (`crate::drainer`) paces the migrations. Nothing here moves allocations.
 
 use super::allocs::{alloc_listing, StubParts};
 use super::body;
@@ -10,7 +10,9 @@ use super::{bool_param, now_unix_nanos, query_options, Ctx, Pairs, Reply};
 use crate::state::{Command, Outcome, State, Table};
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
-use model::{DrainStrategy, EvalStatus, Evaluation, Node, SchedulingEligibility, TriggeredBy};
+use model::{
+    DrainMetadata, DrainStrategy, EvalStatus, Evaluation, Node, SchedulingEligibility, TriggeredBy,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -31,7 +33,7 @@ fn node_stub(n: &Node, resources: bool, os: bool) -> Value {
         "Status": n.status,
         "StatusDescription": n.status_description,
         "Drivers": n.drivers,
-        "LastDrain": null,
+        "LastDrain": n.last_drain,
         "CreateIndex": n.create_index,
         "ModifyIndex": n.modify_index,
     });
@@ -144,7 +146,9 @@ fn evals_for_node(s: &State, node_id: &str, triggered_by: TriggeredBy) -> Vec<Ev
         .collect()
 }
 
-/// `PUT/POST /v1/node/:id/drain`.
+/// `PUT/POST /v1/node/:id/drain`: sets or clears the drain strategy, as Nomad's
+/// `Node.UpdateDrain`. The leader's drainer (`crate::drainer`) does the migrating; ending a
+/// drain with `MarkEligible` evaluates the node's jobs, since work may land there again.
 pub async fn drain(
     AxState(ctx): AxState<Ctx>,
     Path(id): Path<String>,
@@ -152,33 +156,74 @@ pub async fn drain(
     bytes: Bytes,
 ) -> Result<Reply, ApiError> {
     let q = query_options(&pairs)?;
+    if bytes.is_empty() {
+        return Err(ApiError::BadRequest("Request body is empty".into()));
+    }
     let req: DrainRequest = body::decode(&bytes)?.value;
     let now = now_unix_nanos();
-    let drain = req.drain_spec.map(|spec| DrainStrategy {
-        deadline: Duration::from_nanos(spec.deadline.max(0) as u64),
-        ignore_system_jobs: spec.ignore_system_jobs,
-        force_deadline: match spec.deadline {
-            d if d < 0 => now,
-            0 => 0,
-            d => now.saturating_add(d),
-        },
-        started_at: now,
-    });
-    let evals = ctx
+    let stamp = crate::drainer::rfc3339(now);
+    let (node, evals) = ctx
         .read(&q, |s| {
-            s.node(&id).map(|_| {
-                if drain.is_some() {
-                    evals_for_node(s, &id, TriggeredBy::NodeDrain)
+            s.node(&id).map(|n| {
+                let evals = if req.drain_spec.is_none() && req.mark_eligible {
+                    evals_for_node(s, &id, TriggeredBy::NodeUpdate)
                 } else {
                     Vec::new()
-                }
+                };
+                (n.clone(), evals)
             })
         })
         .await?
         .ok_or_else(node_not_found)?;
+    let drain = req.drain_spec.as_ref().map(|spec| {
+        // Updating a running drain keeps when it started.
+        let started_at = node.drain_strategy.as_ref().map_or(now, |d| d.started_at);
+        DrainStrategy {
+            deadline: Duration::from_nanos(spec.deadline.max(0) as u64),
+            ignore_system_jobs: spec.ignore_system_jobs,
+            force_deadline: match spec.deadline {
+                d if d < 0 => now,
+                0 => 0,
+                d => now.saturating_add(d),
+            },
+            started_at,
+        }
+    });
+    let (message, status) = match (&drain, node.drain_strategy.is_some()) {
+        (Some(_), false) => ("Node drain strategy set", "draining"),
+        (Some(_), true) => ("Node drain strategy updated", "draining"),
+        (None, _) => ("Node drain disabled", "canceled"),
+    };
+    let event = model::NodeEvent {
+        message: message.into(),
+        subsystem: "Drain".into(),
+        timestamp: stamp.clone(),
+        ..model::NodeEvent::default()
+    };
+    let last_drain = match (&drain, node.drain_strategy.is_some()) {
+        // Clearing a node that is not draining leaves its last drain as it was.
+        (None, false) => None,
+        (Some(_), false) => Some(DrainMetadata {
+            started_at: stamp.clone(),
+            updated_at: stamp,
+            status: status.into(),
+            meta: req.meta.clone(),
+            ..DrainMetadata::default()
+        }),
+        _ => {
+            let last = node.last_drain.clone().unwrap_or_default();
+            Some(DrainMetadata { updated_at: stamp, status: status.into(), ..last })
+        }
+    };
     let eval_ids: Vec<String> = evals.iter().map(|e| e.id.clone()).collect();
-    let command =
-        Command::NodeDrain { node_id: id, drain, mark_eligible: req.mark_eligible, evals };
+    let command = Command::NodeDrain {
+        node_id: id,
+        drain,
+        mark_eligible: req.mark_eligible,
+        evals,
+        event: Some(Box::new(event)),
+        last_drain: last_drain.map(Box::new),
+    };
     node_write(&ctx, command, eval_ids, q.pretty).await
 }
 

@@ -200,6 +200,8 @@ fn operators_own_eligibility_and_drain() {
             drain: Some(DrainStrategy::default()),
             mark_eligible: false,
             evals: vec![],
+            event: None,
+            last_drain: None,
         },
         Command::NodeEligibility {
             node_id: "n1".into(),
@@ -229,6 +231,8 @@ fn operators_own_eligibility_and_drain() {
         drain: None,
         mark_eligible: true,
         evals: vec![],
+        event: None,
+        last_drain: None,
     };
     apply(&mut state, 6, undrain);
     let n1 = state.node("n1").unwrap();

@@ -416,6 +416,17 @@ async fn drain_migrates_and_eligibility_and_agent_endpoints() {
     let allocs =
         api.until("/v1/job/nginx-minipot/allocations", |a| a.as_array().unwrap().len() == 1).await;
     let node = allocs[0]["NodeID"].as_str().unwrap().to_owned();
+    // Only a running allocation is healthy enough for the drainer to move it before the
+    // deadline (count 1, max_parallel 1).
+    let running = server::state::AllocClientUpdate {
+        alloc_id: allocs[0]["ID"].as_str().unwrap().to_owned(),
+        client_status: model::ClientStatus::Running,
+        ..Default::default()
+    };
+    api.handle
+        .write(Command::AllocClientUpdate { updates: vec![running], evals: vec![] })
+        .await
+        .unwrap();
 
     let r = api
         .put(
@@ -424,7 +435,7 @@ async fn drain_migrates_and_eligibility_and_agent_endpoints() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["EvalIDs"].as_array().unwrap().len(), 1);
+    assert_eq!(r.json()["EvalIDs"], json!([]), "the drainer, not the request, evaluates");
     let n = api.get(&format!("/v1/node/{node}")).await.json();
     assert_eq!(
         (n["Drain"].clone(), n["SchedulingEligibility"].clone()),
