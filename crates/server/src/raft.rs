@@ -124,6 +124,9 @@ pub struct RaftNode {
     raft: Raft,
     state: Arc<RwLock<State>>,
     applied: watch::Receiver<u64>,
+    /// When a leader's AppendEntries or snapshot was last accepted here (start time until then).
+    /// openraft 0.9 reports contact only on the leader (`millis_since_quorum_ack`).
+    last_contact: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl RaftNode {
@@ -154,7 +157,8 @@ impl RaftNode {
         let raft = Raft::new(id, Arc::new(config), Network { client }, log, sm)
             .await
             .map_err(|e| format!("starting raft: {e}"))?;
-        Ok(RaftNode { id, raft, state, applied })
+        let last_contact = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+        Ok(RaftNode { id, raft, state, applied, last_contact })
     }
 
     pub fn id(&self) -> u64 {
@@ -239,6 +243,17 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Milliseconds since this server last heard from the leader: 0 on the leader, Nomad's
+    /// `X-Nomad-LastContact`.
+    pub fn last_contact_ms(&self) -> u64 {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader == Some(self.id) {
+            return 0;
+        }
+        let at = *self.last_contact.lock().unwrap_or_else(|e| e.into_inner());
+        at.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
+    }
+
     /// Who this server believes leads, if anyone.
     pub fn leader(&self) -> Option<Member> {
         let leader = self.raft.metrics().borrow().current_leader;
@@ -301,11 +316,21 @@ impl RaftNode {
     ) -> BoxFuture<'static, Result<Bytes, String>> {
         let raft = self.raft.clone();
         let method = method.to_owned();
+        let last_contact = self.last_contact.clone();
+        let contact = move || {
+            *last_contact.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now()
+        };
         Box::pin(async move {
             match method.as_str() {
                 APPEND => {
                     let req: AppendEntriesRequest<TypeConfig> = decode(&body)?;
-                    Ok(encode(&raft.append_entries(req).await))
+                    let resp = raft.append_entries(req).await;
+                    // Anything but a higher vote means the sender is the current leader.
+                    if matches!(&resp, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_)))
+                    {
+                        contact();
+                    }
+                    Ok(encode(&resp))
                 }
                 VOTE => {
                     let req: VoteRequest<u64> = decode(&body)?;
@@ -314,7 +339,11 @@ impl RaftNode {
                 SNAPSHOT => {
                     let req: FullSnapshot = decode(&body)?;
                     let snapshot = Snapshot { meta: req.meta, snapshot: Box::new(req.data) };
-                    Ok(encode(&raft.install_full_snapshot(req.vote, snapshot).await))
+                    let resp = raft.install_full_snapshot(req.vote, snapshot).await;
+                    if resp.is_ok() {
+                        contact();
+                    }
+                    Ok(encode(&resp))
                 }
                 other => Err(format!("unknown raft method {other}")),
             }

@@ -829,6 +829,11 @@ impl ServerHandle {
         *self.inner.raft.applied().borrow()
     }
 
+    /// Milliseconds since this server last heard from the leader (0 on the leader).
+    pub fn last_contact_ms(&self) -> u64 {
+        self.inner.raft.last_contact_ms()
+    }
+
     /// The leader this server knows of.
     pub fn leader(&self) -> Option<Member> {
         self.inner.raft.leader()

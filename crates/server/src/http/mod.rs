@@ -171,8 +171,7 @@ async fn meta_headers(AxState(ctx): AxState<Ctx>, req: Request, next: Next) -> R
         headers.insert(INDEX, HeaderValue::from(index));
     }
     headers.insert(KNOWN_LEADER, HeaderValue::from_static(bool_str(known_leader)));
-    // A server answers from its own applied state; it has no separate notion of contact age.
-    headers.insert(LAST_CONTACT, HeaderValue::from_static("0"));
+    headers.insert(LAST_CONTACT, HeaderValue::from(ctx.handle.last_contact_ms()));
     resp
 }
 

@@ -564,3 +564,30 @@ async fn three_servers_any_one_answers_and_forwards_writes() {
     let leaders = raft["Servers"].as_array().unwrap().iter().filter(|s| s["Leader"] == true);
     assert_eq!(leaders.count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_contact_is_zero_on_the_leader_and_grows_on_a_follower_cut_off_from_it() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let config = Config::default();
+    let on_leader = serve_api(cluster.node(leader).clone(), &config).await;
+    let on_follower = serve_api(cluster.node(follower).clone(), &config).await;
+    let contact = |r: &Resp| -> u64 {
+        r.header("X-Nomad-LastContact").expect("on every reply").parse().expect("milliseconds")
+    };
+    assert_eq!(contact(&on_leader.get("/v1/status/leader").await), 0);
+    // A follower hears the leader's heartbeats: every reply reports how long ago the last was.
+    contact(&on_follower.get("/v1/status/leader").await);
+
+    // With the leader and the third server gone no leader can exist, so the follower's last
+    // contact only ages, by at least the time that passes between two replies.
+    let third = (0..3).find(|i| *i != leader && *i != follower).unwrap();
+    drop(on_leader);
+    cluster.kill(leader).await;
+    cluster.kill(third).await;
+    let first = contact(&on_follower.get("/v1/status/leader?stale").await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = contact(&on_follower.get("/v1/status/leader?stale").await);
+    assert!(second >= first + 300, "last contact {first} ms, then {second} ms");
+}
