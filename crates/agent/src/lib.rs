@@ -7,6 +7,7 @@
 //! allocation runner), `client` (node lifecycle), `http` (the client HTTP endpoints), `logs`.
 //! The agent never schedules.
 
+pub mod artifact;
 pub mod client;
 pub mod driver;
 pub mod fingerprint;

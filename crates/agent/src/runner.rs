@@ -131,17 +131,9 @@ fn invocation_id() -> String {
 
 /// Why a task cannot be set up by this agent, if it uses what the agent does not implement yet.
 fn unsupported_setup(task: &Task) -> Option<String> {
-    let mut missing = Vec::new();
-    if !task.templates.is_empty() {
-        missing.push("template");
-    }
-    if !task.artifacts.is_empty() {
-        missing.push("artifact");
-    }
-    (!missing.is_empty()).then(|| {
+    (!task.templates.is_empty()).then(|| {
         format!(
-            "this orc agent does not support {} blocks yet; remove them from task {:?} or render the files another way",
-            missing.join(" and "),
+            "this orc agent does not support template blocks yet; remove them from task {:?} or render the files another way",
             task.name
         )
     })
@@ -637,13 +629,14 @@ fn spawn_task(
     RunningTask { commands: tx, outcome: out_rx, leader }
 }
 
-fn build_spec(
+/// The task's environment (for the process and for `${...}` interpolation) and directories.
+fn build_task_env(
     env: &RunnerEnv,
     alloc: &Allocation,
     job: &Job,
     task: &Task,
     alloc_dir: &Path,
-) -> TaskSpec {
+) -> (TaskEnv, TaskDirs) {
     let group = job.task_groups.iter().find(|g| g.name == alloc.task_group);
     let task_dir = alloc_dir.join(&task.name);
     let dirs = TaskDirs {
@@ -672,6 +665,18 @@ fn build_spec(
         }),
         None => TaskEnv::default(),
     };
+    (task_env, dirs)
+}
+
+fn build_spec(
+    env: &RunnerEnv,
+    alloc: &Allocation,
+    job: &Job,
+    task: &Task,
+    alloc_dir: &Path,
+) -> TaskSpec {
+    let (task_env, dirs) = build_task_env(env, alloc, job, task, alloc_dir);
+    let task_dir = alloc_dir.join(&task.name);
     let config =
         task.config.iter().map(|(k, v)| (k.clone(), task_env.interpolate_value(v))).collect();
     let resources = task.resources.clone().unwrap_or_default();
@@ -698,6 +703,37 @@ fn build_spec(
         cores: resources.cores,
         mhz_per_core: cpu.cpu_shares / u64::from(cpu.total_cpu_cores.max(1)),
     }
+}
+
+/// Fetches the task's artifacts, their fields interpolated with the task's environment.
+async fn fetch_artifacts(
+    env: &RunnerEnv,
+    alloc: &Allocation,
+    job: &Job,
+    task: &Task,
+    alloc_dir: &Path,
+) -> Result<(), crate::artifact::ArtifactError> {
+    let (task_env, _) = build_task_env(env, alloc, job, task, alloc_dir);
+    let i = |m: &BTreeMap<String, String>| {
+        m.iter().map(|(k, v)| (k.clone(), task_env.interpolate(v))).collect()
+    };
+    let artifacts: Vec<model::Artifact> = task
+        .artifacts
+        .iter()
+        .map(|a| model::Artifact {
+            getter_source: task_env.interpolate(&a.getter_source),
+            relative_dest: task_env.interpolate(&a.relative_dest),
+            getter_options: i(&a.getter_options),
+            getter_headers: i(&a.getter_headers),
+            ..a.clone()
+        })
+        .collect();
+    let task_dir = alloc_dir.join(&task.name);
+    tokio::task::spawn_blocking(move || {
+        artifacts.iter().try_for_each(|a| crate::artifact::fetch(&task_dir, a))
+    })
+    .await
+    .unwrap_or_else(|e| Err(crate::artifact::ArtifactError(format!("fetching artifacts: {e}"))))
 }
 
 /// Why the supervision loop of one invocation ended.
@@ -759,6 +795,12 @@ async fn run_task(
         let p = shared.persisted.lock().unwrap_or_else(|e| e.into_inner());
         p.handles.get(&name).cloned()
     };
+    // Artifacts are fetched once, before the first start (not again on restarts, nor for a
+    // task re-adopted or restarted in a later agent life), as Nomad's artifact hook does.
+    let mut artifacts_fetched = task.artifacts.is_empty() || {
+        let p = shared.persisted.lock().unwrap_or_else(|e| e.into_inner());
+        recovered.is_some() || p.task_states.get(&name).is_some_and(|s| s.started_at.is_some())
+    };
     let mut adopted = match recovered {
         Some(h) if driver.recover(&h).await => {
             shared.push_event(&name, event("Started", "Task re-adopted after an agent restart"));
@@ -784,6 +826,32 @@ async fn run_task(
                 let (alloc, job, task) = shared
                     .current(&name)
                     .unwrap_or_else(|| (alloc.clone(), job.clone(), task.clone()));
+                if !artifacts_fetched {
+                    shared.push_event(
+                        &name,
+                        event("Downloading Artifacts", "Client is downloading artifacts"),
+                    );
+                    match fetch_artifacts(&shared.env, &alloc, &job, &task, &alloc_dir).await {
+                        Ok(()) => artifacts_fetched = true,
+                        Err(e) => {
+                            shared.push_event(&name, event("Failed Artifact Download", e.0));
+                            if restart_or_stop(
+                                &shared,
+                                &name,
+                                &mut tracker,
+                                -1,
+                                true,
+                                &mut commands,
+                            )
+                            .await
+                            {
+                                continue;
+                            }
+                            let _ = outcome.send(Some(true));
+                            return;
+                        }
+                    }
+                }
                 let spec = build_spec(&shared.env, &alloc, &job, &task, &alloc_dir);
                 match driver.start(&spec).await {
                     Ok(h) => {

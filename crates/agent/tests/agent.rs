@@ -2,6 +2,8 @@
 //! observed through the reports it sends back, the files it writes, its HTTP endpoints, and the
 //! pot commands it runs against the stand-in.
 
+#[path = "agent/artifact.rs"]
+mod artifact;
 #[path = "agent/harness.rs"]
 mod harness;
 #[path = "agent/pot.rs"]

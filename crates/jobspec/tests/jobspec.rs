@@ -3075,7 +3075,8 @@ mod roundtrip {
         (name(), string_map(), string_map(), name(), name(), any::<bool>()).prop_map(
             |(getter_source, getter_options, getter_headers, getter_mode, relative_dest, chown)| {
                 Artifact {
-                    getter_source,
+                    // orc accepts http and https sources only.
+                    getter_source: format!("https://{getter_source}"),
                     getter_options,
                     getter_headers,
                     getter_mode,

@@ -344,7 +344,7 @@ async fn a_broken_allocation_watch_is_reopened_from_the_last_index_without_resta
 }
 
 #[tokio::test]
-async fn templates_and_artifacts_fail_loudly_rather_than_being_ignored() {
+async fn templates_fail_loudly_rather_than_being_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let servers = FakeServers::new();
     let _c = client(servers.clone(), dir.path(), None).await;

@@ -448,7 +448,21 @@ pub(super) fn artifact(cx: &mut Cx, b: &Blk) -> Option<Artifact> {
     );
     let mut art = Artifact::default();
     match f.attr("source") {
-        Some(a) => art.getter_source = cx.string(a).unwrap_or_default(),
+        Some(a) => {
+            art.getter_source = cx.string(a).unwrap_or_default();
+            // orc's agent fetches http and https only; any other go-getter source (git::, s3::,
+            // file paths, ...) is refused here rather than failing the task at run time. A
+            // source that starts with a runtime interpolation is checked by the agent.
+            let src = art.getter_source.trim().to_ascii_lowercase();
+            let http = src.starts_with("http://") || src.starts_with("https://");
+            if !http && !src.starts_with("${") {
+                cx.error_hint(
+                    &a.span(),
+                    format!("artifact source {:?} is not an http or https URL", art.getter_source),
+                    "orc fetches artifacts over http:// and https:// only; serve the file over HTTP",
+                );
+            }
+        }
         None => {
             cx.error_hint(
                 &b.ident_span,

@@ -412,6 +412,114 @@ fn an_in_place_update_keeps_the_task_running_and_re_registers_its_service() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// Serves `files` over HTTP/1.0 on a free port until the test ends; returns the base URL.
+fn serve_files(files: Vec<(&'static str, Vec<u8>)>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut line = String::new();
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let _ = reader.read_line(&mut line);
+            let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            let reply = match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let mut r =
+                        format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                            .into_bytes();
+                    r.extend_from_slice(body);
+                    r
+                }
+                None => b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            };
+            let _ = conn.write_all(&reply);
+        }
+    });
+    base
+}
+
+#[test]
+fn artifacts_are_fetched_into_the_task_and_other_getters_are_refused_at_validation() {
+    let agent = DevAgent::start();
+    // A .tar.gz made by the system's tar, as an operator would.
+    let src = agent.dir.path().join("tools");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::write(src.join("bin/hi"), "echo hi from the archive\n").unwrap();
+    let tgz = agent.dir.path().join("tools.tar.gz");
+    let made = Command::new("tar")
+        .args(["-czf", tgz.to_str().unwrap(), "-C", src.to_str().unwrap(), "bin"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let base = serve_files(vec![
+        ("/greeting.txt", b"hello from an artifact\n".to_vec()),
+        ("/tools.tar.gz", std::fs::read(&tgz).unwrap()),
+    ]);
+    let job = agent.dir.path().join("art.job");
+    std::fs::write(
+        &job,
+        format!(
+            r#"job "art" {{
+  datacenters = ["*"]
+  group "g" {{
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "cat local/greeting.txt; sh local/tools/bin/hi; sleep 600"]
+      }}
+      artifact {{
+        source = "{base}/greeting.txt"
+      }}
+      artifact {{
+        source      = "{base}/tools.tar.gz"
+        destination = "local/tools"
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let out = agent.orc(&["run", "-detach", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = only_alloc(&agent, "art");
+    agent.wait(Duration::from_secs(20), "running art", |a| status_of(a, &id) == "running");
+    let mut logs = String::new();
+    agent.wait(Duration::from_secs(10), "the task's output", |a| {
+        logs = stdout(&a.orc(&["alloc", "logs", &id, "t"]));
+        logs.contains("hi from the archive")
+    });
+    assert_eq!(logs, "hello from an artifact\nhi from the archive\n");
+    let events = agent.alloc(&id)["TaskStates"]["t"]["Events"].clone();
+    let types: Vec<&str> =
+        events.as_array().unwrap().iter().filter_map(|e| e["Type"].as_str()).collect();
+    assert_eq!(types, ["Received", "Task Setup", "Downloading Artifacts", "Started"]);
+
+    // Another getter is refused when the job is submitted, pointing at the line.
+    let bad = agent.dir.path().join("bad.job");
+    std::fs::write(
+        &bad,
+        "job \"bad\" {\n  datacenters = [\"*\"]\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/true\"\n      }\n      artifact {\n        source = \"git::https://example.com/repo.git\"\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let out = agent.orc(&["run", "-detach", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("bad.job:10:"), "{err}");
+    assert!(err.contains("not an http or https URL"), "{err}");
+    let out = agent.orc(&["stop", "art"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn crash_restarts_per_policy_then_fails_and_is_rescheduled_and_batch_exit_codes() {
     let agent = DevAgent::start();
