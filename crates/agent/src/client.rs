@@ -221,6 +221,7 @@ impl Client {
             config.consul.clone().map(|c| crate::services::ConsulServices::new(c, address)),
             native,
         ));
+        services.set_env(&node, &config.region, alloc_root.clone());
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         // Allocation health verdicts go out with the runner's reports.
         service_tasks.push(tokio::spawn(services.clone().run(reports_tx.clone())));
@@ -282,6 +283,32 @@ impl Client {
                         .send(AllocCommand::Restart { task: Some(task.to_owned()), reply });
                 }
             }));
+            // Script checks run inside their task through its allocation's runner.
+            let weak = Arc::downgrade(&inner);
+            services.set_exec(Arc::new(
+                move |alloc_id: &str, task: &str, command: &str, args: &[String]| {
+                    let (reply, rx) = tokio::sync::oneshot::channel();
+                    let sent = weak.upgrade().is_some_and(|inner| {
+                        let runners = inner.runners.lock().unwrap_or_else(|e| e.into_inner());
+                        runners.get(alloc_id).is_some_and(|e| {
+                            let cmd = AllocCommand::Exec {
+                                task: task.to_owned(),
+                                command: command.to_owned(),
+                                args: args.to_vec(),
+                                reply,
+                            };
+                            e.handle.commands.send(cmd).is_ok()
+                        })
+                    });
+                    Box::pin(async move {
+                        if !sent {
+                            return Err("the allocation is not running here".to_string());
+                        }
+                        let out = rx.await.map_err(|_| "the allocation runner went away")?;
+                        out.map(|o| (o.exit_code, o.output))
+                    })
+                },
+            ));
         }
         inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend(tasks);
         Ok(client)

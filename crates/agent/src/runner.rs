@@ -65,6 +65,13 @@ pub enum AllocCommand {
     Restart { task: Option<String>, reply: oneshot::Sender<Result<(), String>> },
     /// Deliver a signal to one task, or all with `None`.
     Signal { task: Option<String>, signal: String, reply: oneshot::Sender<Result<(), String>> },
+    /// Run a command inside a running task through its driver (script checks).
+    Exec {
+        task: String,
+        command: String,
+        args: Vec<String>,
+        reply: oneshot::Sender<Result<crate::driver::ExecOutput, String>>,
+    },
     /// An in-place update: the allocation now runs this job version. Running tasks keep
     /// running; what they read later (kill_signal, kill_timeout, the definition a restart
     /// starts from) comes from the new version.
@@ -429,6 +436,9 @@ async fn run_alloc(
             AllocCommand::Restart { reply, .. } | AllocCommand::Signal { reply, .. } => {
                 let _ = reply.send(Err("allocation is not running".into()));
             }
+            AllocCommand::Exec { reply, .. } => {
+                let _ = reply.send(Err("allocation is not running".into()));
+            }
         }
     }
 }
@@ -459,6 +469,32 @@ async fn wait_outcome(
 
 fn forward(shared: &Shared, cmd: AllocCommand, running: &BTreeMap<String, RunningTask>) {
     match cmd {
+        AllocCommand::Exec { task, command, args, reply } => {
+            let handle = {
+                let p = shared.persisted.lock().unwrap_or_else(|e| e.into_inner());
+                p.handles.get(&task).cloned()
+            };
+            let current = shared.current(&task);
+            let (Some(handle), Some((alloc, job, t))) = (handle, current) else {
+                let _ = reply.send(Err(format!("task {task:?} is not running")));
+                return;
+            };
+            let Some(driver) = shared.env.drivers.get(&t.driver).cloned() else {
+                let _ = reply.send(Err(format!("driver {:?} is not available", t.driver)));
+                return;
+            };
+            let alloc_dir = shared.env.alloc_root.join(&alloc.id);
+            let spec = build_spec(&shared.env, &alloc, &job, &t, &alloc_dir);
+            let mut reply = reply;
+            tokio::spawn(async move {
+                // A caller that gave up (a check's timeout) drops the exec, which kills it.
+                let out = tokio::select! {
+                    out = driver.exec(&handle, &spec, &command, &args) => out,
+                    () = reply.closed() => return,
+                };
+                let _ = reply.send(out.map_err(|e| e.0));
+            });
+        }
         AllocCommand::Update { alloc, job } => shared.apply_update(*alloc, *job),
         AllocCommand::Stop => {
             for rt in running.values() {

@@ -14,10 +14,17 @@
 //! `checks::health`): tasks from the runner's reports, checks from both providers, the verdict
 //! sent back to the servers with the allocation's next report.
 //!
-//! Not here yet: script checks (TTL updates to Consul), `${...}` interpolation of service
-//! fields.
+//! Service blocks are interpolated on the node before either provider sees them, as Nomad's
+//! client does: `${NOMAD_*}` from the task's environment (the group's, for group services),
+//! `${attr.*}`, `${node.*}` and `${meta.*}` from the node.
+//!
+//! Script checks (Consul services only: Nomad's own catalogue runs http and tcp checks) run
+//! inside the task through its driver's exec (the client passes an [`ExecFn`]); the agent
+//! reports each result to the check's TTL in Consul (`PUT /v1/agent/check/update/:id`), as
+//! Nomad does.
 
 use crate::runner::AllocReport;
+use crate::taskenv::{FsIsolation, TaskDirs, TaskEnv, TaskEnvInput};
 use checks::{AllocHealth, HealthMode, HealthParams, TasksView};
 use checks::{CheckHandle, CheckKind, CheckRestartPolicy, CheckRestartTracker, CheckSpec};
 use checks::{CheckStatus, CheckUpdate, HttpProbe, Thresholds};
@@ -26,10 +33,11 @@ use consul::ids::{self, Owner};
 use consul::{Client, ConsulConfig, Syncer};
 use futures::future::BoxFuture;
 use model::{
-    AllocDeploymentStatus, Allocation, ClientStatus, Job, JobType, Node, ServiceCheckResult,
-    ServiceHealth, ServiceRegistration, TaskGroup,
+    AllocDeploymentStatus, Allocation, ClientStatus, Job, JobType, Node, Service,
+    ServiceCheckResult, ServiceHealth, ServiceRegistration, Task, TaskGroup,
 };
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -62,6 +70,9 @@ pub struct ConsulServices {
     /// Check ID → status, from the last read of Consul's checks.
     statuses: Mutex<BTreeMap<String, String>>,
     restart: Mutex<Option<RestartFn>>,
+    exec: Mutex<Option<ExecFn>>,
+    /// The script checks the agent runs for each allocation, reported to Consul's TTL checks.
+    scripts: Mutex<BTreeMap<String, Vec<CheckHandle>>>,
 }
 
 impl ConsulServices {
@@ -75,7 +86,32 @@ impl ConsulServices {
             checks: Mutex::default(),
             statuses: Mutex::default(),
             restart: Mutex::new(None),
+            exec: Mutex::new(None),
+            scripts: Mutex::default(),
         }
+    }
+
+    /// Starts the script checks of an allocation's registrations (once), each reporting to its
+    /// TTL check in Consul.
+    fn start_scripts(&self, alloc_id: &str, scripts: Vec<(String, String, CheckSpec)>) {
+        let mut running = self.scripts.lock().unwrap_or_else(|e| e.into_inner());
+        if scripts.is_empty() || running.contains_key(alloc_id) {
+            return;
+        }
+        let mut handles = Vec::new();
+        for (check_id, task, spec) in scripts {
+            let (tx, mut rx) = mpsc::unbounded_channel::<CheckUpdate>();
+            let exec = script_exec(&self.exec, alloc_id, &task);
+            handles.push(checks::runner::spawn(spec, exec, tx));
+            let syncer = self.syncer.clone();
+            tokio::spawn(async move {
+                // Consul applies the check's thresholds to what it is told: send raw results.
+                while let Some(u) = rx.recv().await {
+                    syncer.report_ttl(&check_id, u.result.as_str(), &u.output);
+                }
+            });
+        }
+        running.insert(alloc_id.to_owned(), handles);
     }
 
     /// Sets how `check_restart` restarts a task.
@@ -162,7 +198,7 @@ impl ConsulServices {
                     let watched = regs
                         .iter()
                         .flat_map(|(_, w)| w.iter())
-                        .map(|(check_id, task, interval, policy)| WatchedCheck {
+                        .map(|(check_id, task, interval, policy, _)| WatchedCheck {
                             check_id: check_id.clone(),
                             task: task.clone(),
                             interval: *interval,
@@ -174,11 +210,20 @@ impl ConsulServices {
                     }
                 }
                 drop(checks);
+                let scripts = regs
+                    .iter()
+                    .flat_map(|(_, w)| w.iter())
+                    .filter_map(|(check_id, task, _, _, script)| {
+                        Some((check_id.clone(), task.clone(), script.clone()?))
+                    })
+                    .collect();
                 self.syncer.set_alloc(alloc_id, regs.into_iter().map(|(r, _)| r).collect());
+                self.start_scripts(alloc_id, scripts);
             }
             ClientStatus::Pending => {}
             _ => {
                 self.checks.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
+                self.scripts.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
                 self.syncer.remove_alloc(alloc_id);
             }
         }
@@ -188,6 +233,7 @@ impl ConsulServices {
     pub fn forget(&self, alloc_id: &str) {
         self.allocs.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
         self.checks.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
+        self.scripts.lock().unwrap_or_else(|e| e.into_inner()).remove(alloc_id);
         self.syncer.remove_alloc(alloc_id);
     }
 }
@@ -213,6 +259,42 @@ impl std::fmt::Debug for CatalogHandle {
 
 /// Restarts one task of an allocation (`check_restart`).
 pub type RestartFn = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// Runs a command inside a running task: (allocation, task, command, args) → its exit code and
+/// output, or why it could not run.
+pub type ExecFn = Arc<
+    dyn Fn(&str, &str, &str, &[String]) -> BoxFuture<'static, Result<(Option<i32>, String), String>>
+        + Send
+        + Sync,
+>;
+
+/// A script check's way into its task.
+struct TaskExec {
+    exec: ExecFn,
+    alloc_id: String,
+    task: String,
+}
+
+impl checks::ScriptExec for TaskExec {
+    fn exec(&self, command: &str, args: &[String]) -> BoxFuture<'static, checks::ScriptOutcome> {
+        let run = (self.exec)(&self.alloc_id, &self.task, command, args);
+        Box::pin(async move {
+            match run.await {
+                Ok((exit_code, output)) => checks::ScriptOutcome { exit_code, output },
+                Err(e) => checks::ScriptOutcome { exit_code: None, output: e },
+            }
+        })
+    }
+}
+
+fn script_exec(
+    exec: &Mutex<Option<ExecFn>>,
+    alloc_id: &str,
+    task: &str,
+) -> Option<Arc<dyn checks::ScriptExec>> {
+    let exec = exec.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+    Some(Arc::new(TaskExec { exec, alloc_id: alloc_id.to_owned(), task: task.to_owned() }))
+}
 
 /// One registration and what its checks last said.
 struct Registered {
@@ -397,6 +479,8 @@ impl NativeServices {
                 let check_port =
                     if c.port_label.is_empty() { Some(port) } else { port_of(&c.port_label) };
                 let target = host_port(&address, check_port.unwrap_or(0));
+                let check_task = if task.is_empty() { c.task_name.as_str() } else { task };
+                // Nomad's own catalogue runs only http and tcp checks; jobspec refuses others.
                 let kind = match c.check_type.as_str() {
                     "tcp" => CheckKind::Tcp { addr: target },
                     "http" => match HttpProbe::new(
@@ -425,7 +509,7 @@ impl NativeServices {
                     timestamp: unix_nanos(),
                 });
                 if let Some(cr) = c.check_restart.as_ref().or(s.check_restart.as_ref()) {
-                    let task = if task.is_empty() { c.task_name.as_str() } else { task };
+                    let task = check_task;
                     let policy = CheckRestartPolicy {
                         limit: cr.limit,
                         grace: cr.grace,
@@ -595,6 +679,100 @@ pub struct Services {
     health: Mutex<BTreeMap<String, Health>>,
     /// Where a health verdict goes: the client's report queue.
     reports: Mutex<Option<mpsc::UnboundedSender<AllocReport>>>,
+    /// What service blocks are interpolated with: the node, its region, `<data_dir>/alloc`.
+    env: Mutex<Option<(Node, String, PathBuf)>>,
+}
+
+/// The environment `${...}` in a service block resolves against: the task's, or for a group
+/// service the group's (no task variables), as Nomad builds it.
+fn service_env(
+    alloc: &Allocation,
+    job: &Job,
+    group: &TaskGroup,
+    task: Option<&Task>,
+    (node, region, alloc_root): &(Node, String, PathBuf),
+) -> TaskEnv {
+    let group_task = Task::default();
+    let t = task.unwrap_or(&group_task);
+    let alloc_dir = alloc_root.join(&alloc.id);
+    let task_dir = alloc_dir.join(&t.name);
+    let dirs = TaskDirs {
+        alloc_dir: alloc_dir.join("alloc").display().to_string(),
+        local_dir: task_dir.join("local").display().to_string(),
+        secrets_dir: task_dir.join("secrets").display().to_string(),
+    };
+    let isolation = if t.driver == "pot" { FsIsolation::Image } else { FsIsolation::None };
+    let host_ip =
+        node.attributes.get("unique.network.ip-address").map_or("127.0.0.1", String::as_str);
+    let mut env = TaskEnv::build(&TaskEnvInput {
+        node,
+        region,
+        job,
+        group,
+        task: t,
+        alloc,
+        dirs: &dirs,
+        isolation,
+        host_ip,
+    });
+    if task.is_none() {
+        for k in ["NOMAD_TASK_NAME", "NOMAD_TASK_DIR", "NOMAD_SECRETS_DIR"] {
+            env.env.remove(k);
+        }
+    }
+    env
+}
+
+/// A service block with every field Nomad interpolates resolved against `env`.
+pub fn interpolate_service(s: &Service, env: &TaskEnv) -> Service {
+    let i = |t: &String| env.interpolate(t);
+    let list = |v: &[String]| v.iter().map(i).collect::<Vec<_>>();
+    let map = |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| (i(k), i(v))).collect();
+    let mut out = s.clone();
+    out.name = i(&s.name);
+    out.tags = list(&s.tags);
+    out.canary_tags = list(&s.canary_tags);
+    out.meta = map(&s.meta);
+    out.canary_meta = map(&s.canary_meta);
+    out.port_label = i(&s.port_label);
+    out.address = i(&s.address);
+    for c in &mut out.checks {
+        c.name = i(&c.name);
+        c.command = i(&c.command);
+        c.args = list(&c.args);
+        c.path = i(&c.path);
+        c.protocol = i(&c.protocol);
+        c.port_label = i(&c.port_label);
+        c.method = i(&c.method);
+        c.body = i(&c.body);
+        c.tls_server_name = i(&c.tls_server_name);
+        for values in c.header.values_mut() {
+            *values = list(values);
+        }
+    }
+    out
+}
+
+/// `job` with the services of `alloc`'s group interpolated for that allocation.
+pub fn interpolate_job(alloc: &Allocation, job: &Job, env: &(Node, String, PathBuf)) -> Job {
+    let mut out = job.clone();
+    let Some(group) = job.task_groups.iter().find(|g| g.name == alloc.task_group) else {
+        return out;
+    };
+    let Some(g) = out.task_groups.iter_mut().find(|g| g.name == alloc.task_group) else {
+        return out;
+    };
+    if !group.services.is_empty() {
+        let e = service_env(alloc, job, group, None, env);
+        g.services = group.services.iter().map(|s| interpolate_service(s, &e)).collect();
+    }
+    for (t, orig) in g.tasks.iter_mut().zip(&group.tasks) {
+        if !orig.services.is_empty() {
+            let e = service_env(alloc, job, group, Some(orig), env);
+            t.services = orig.services.iter().map(|s| interpolate_service(s, &e)).collect();
+        }
+    }
+    out
 }
 
 /// The health settings of an allocation's group, or `None` when the agent does not decide its
@@ -659,6 +837,14 @@ impl Services {
         Services { consul, native, ..Services::default() }
     }
 
+    /// Sets how script checks run inside tasks (Consul services; Nomad's own catalogue has
+    /// no script checks).
+    pub fn set_exec(&self, f: ExecFn) {
+        if let Some(c) = &self.consul {
+            *c.exec.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+        }
+    }
+
     /// Sets how `check_restart` restarts a task, for both providers.
     pub fn set_restart(&self, f: RestartFn) {
         if let Some(c) = &self.consul {
@@ -669,12 +855,21 @@ impl Services {
         }
     }
 
+    /// Sets what service blocks are interpolated with (before any allocation is tracked).
+    pub fn set_env(&self, node: &Node, region: &str, alloc_root: PathBuf) {
+        *self.env.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((node.clone(), region.to_owned(), alloc_root));
+    }
+
     pub fn track(&self, alloc: &Allocation, job: &Job) {
+        let env = self.env.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let interpolated = env.map(|e| interpolate_job(alloc, job, &e));
+        let services_job = interpolated.as_ref().unwrap_or(job);
         if let Some(c) = &self.consul {
-            c.track(alloc, job);
+            c.track(alloc, services_job);
         }
         if let Some(n) = &self.native {
-            n.track(alloc, job);
+            n.track(alloc, services_job);
         }
         let decided = alloc.deployment_status.as_ref().is_some_and(|d| d.healthy.is_some());
         let group = job.task_groups.iter().find(|g| g.name == alloc.task_group);
@@ -769,6 +964,9 @@ impl Services {
     /// An in-place update of a running allocation: both providers see the new job version
     /// (Consul's registrations are recomputed on the runner's next report).
     pub fn update(&self, alloc: &Allocation, job: &Job) {
+        let env = self.env.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let interpolated = env.map(|e| interpolate_job(alloc, job, &e));
+        let job = interpolated.as_ref().unwrap_or(job);
         if let Some(c) = &self.consul {
             c.track(alloc, job);
         }
@@ -814,8 +1012,9 @@ pub fn registrations(
     registrations_with_checks(alloc, job, node_address).into_iter().map(|(r, _)| r).collect()
 }
 
-/// A check the agent watches in Consul: (check ID, task, interval, `check_restart`).
-type CheckWatch = (String, String, Duration, Option<CheckRestartPolicy>);
+/// A check the agent watches in Consul: (check ID, task, interval, `check_restart`, and for a
+/// script check what the agent runs for its TTL).
+type CheckWatch = (String, String, Duration, Option<CheckRestartPolicy>, Option<CheckSpec>);
 
 /// [`registrations`], each with what the agent watches of its checks.
 fn registrations_with_checks(
@@ -850,6 +1049,17 @@ fn registrations_with_checks(
                     .map(|(c, reg)| {
                         let policy = c.check_restart.as_ref().or(service.check_restart.as_ref());
                         let task = if task.is_empty() { c.task_name.as_str() } else { task };
+                        let script = (c.check_type == "script").then(|| CheckSpec {
+                            id: reg.check_id.clone(),
+                            kind: CheckKind::Script {
+                                command: c.command.clone(),
+                                args: c.args.clone(),
+                            },
+                            interval: c.interval,
+                            timeout: c.timeout,
+                            initial: CheckStatus::Pending,
+                            thresholds: Thresholds::default(),
+                        });
                         (
                             reg.check_id.clone(),
                             task.to_owned(),
@@ -859,6 +1069,7 @@ fn registrations_with_checks(
                                 grace: cr.grace,
                                 ignore_warnings: cr.ignore_warnings,
                             }),
+                            script,
                         )
                     })
                     .collect();

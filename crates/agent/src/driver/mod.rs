@@ -66,6 +66,18 @@ impl ExitResult {
     }
 }
 
+/// What a command run inside a task produced (script checks).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecOutput {
+    /// `None` when it was killed by a signal.
+    pub exit_code: Option<i32>,
+    /// Its stdout then stderr, cut at [`MAX_EXEC_OUTPUT`] bytes.
+    pub output: String,
+}
+
+/// How much of a command's output is kept (Consul keeps 4 KiB of a check's output).
+pub const MAX_EXEC_OUTPUT: usize = 4096;
+
 /// A driver failure, with the output of whatever failed so the task event can show it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -93,4 +105,19 @@ pub trait Driver: Send + Sync + 'static {
     fn destroy<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, ()>;
     /// After an agent restart: true if the task still runs and has been adopted.
     fn recover<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, bool>;
+    /// Runs `command` with `args` inside the running task (its environment and directory),
+    /// for script checks; the command is killed if the future is dropped. Drivers that cannot
+    /// say so.
+    fn exec<'a>(
+        &'a self,
+        handle: &'a Handle,
+        spec: &'a TaskSpec,
+        command: &'a str,
+        args: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
+        let _ = (handle, spec, args);
+        Box::pin(async move {
+            Err(DriverError(format!("the {} driver cannot run {command} in a task", self.name())))
+        })
+    }
 }

@@ -5,7 +5,7 @@
 //! ours to collect (it is no longer our child), which the exit result says.
 
 use super::process::{is_same_process, parse_signal, signal_group, start_time};
-use super::{Driver, DriverError, ExitResult, Handle, TaskSpec};
+use super::{Driver, DriverError, ExecOutput, ExitResult, Handle, TaskSpec, MAX_EXEC_OUTPUT};
 use futures::future::BoxFuture;
 use model::DriverInfo;
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +62,37 @@ fn append(path: &std::path::Path) -> Result<std::fs::File, DriverError> {
 impl Driver for RawExec {
     fn name(&self) -> &'static str {
         "raw_exec"
+    }
+
+    fn exec<'a>(
+        &'a self,
+        _handle: &'a Handle,
+        spec: &'a TaskSpec,
+        command: &'a str,
+        args: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
+        Box::pin(async move {
+            // As the task itself: its environment only, in its directory, its own process
+            // group; dropped (timed out) means killed.
+            let mut cmd = tokio::process::Command::new(command);
+            cmd.args(args)
+                .env_clear()
+                .envs(&spec.env)
+                .current_dir(&spec.task_dir)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true);
+            if !spec.env.contains_key("PATH") {
+                cmd.env("PATH", DEFAULT_PATH);
+            }
+            let out = cmd.output().await.map_err(|e| DriverError(format!("{command}: {e}")))?;
+            let mut bytes = out.stdout;
+            bytes.extend_from_slice(&out.stderr);
+            bytes.truncate(MAX_EXEC_OUTPUT);
+            Ok(ExecOutput {
+                exit_code: out.status.code(),
+                output: String::from_utf8_lossy(&bytes).into_owned(),
+            })
+        })
     }
 
     fn fingerprint(&self) -> BoxFuture<'_, Option<DriverInfo>> {

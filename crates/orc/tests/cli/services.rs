@@ -35,6 +35,15 @@ impl Agent {
 
     /// An agent whose file also holds what `extra` writes (given the agent's directory).
     fn start_with(consul_url: Option<&str>, extra: impl FnOnce(&Path) -> String) -> Agent {
+        Agent::start_full(consul_url, extra, &[])
+    }
+
+    /// An agent with extra command-line flags.
+    fn start_full(
+        consul_url: Option<&str>,
+        extra: impl FnOnce(&Path) -> String,
+        flags: &[&str],
+    ) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("agent.hcl");
         let mut text = match consul_url {
@@ -51,6 +60,7 @@ impl Agent {
             .arg("-data-dir")
             .arg(dir.path().join("data"))
             .args(["-http-port", &http.to_string(), "-rpc-port", &free_port().to_string()])
+            .args(flags)
             .env_remove("CONSUL_HTTP_ADDR")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -589,6 +599,193 @@ fn consul_check_statuses_feed_health_and_check_restart() {
         assert!(Instant::now() < deadline, "consul checks: {:?}", consul_status(&fake));
         std::thread::sleep(Duration::from_millis(100));
     }
+    let out = agent.orc(&["stop", "-detach", "nginx-minipot"], work.path());
+    assert!(out.status.success());
+}
+
+/// Service blocks as the corpus writes them, with `${...}` resolved on the node: task variables,
+/// `attr.*`, `node.*` and job meta, in Consul (name, tags, meta, check path) and in orc's
+/// catalogue (a group service sees no task variables, so `${NOMAD_TASK_NAME}` stays verbatim).
+const INTERPOLATED: &str = r#"job "interp" {
+  datacenters = ["*"]
+  meta {
+    team = "web"
+  }
+  group "c" {
+    network {
+      port "http" {}
+    }
+    task "www" {
+      driver = "raw_exec"
+      config {
+        command = "python3"
+        args    = ["-m", "http.server", "--bind", "127.0.0.1", "${NOMAD_PORT_http}"]
+      }
+      service {
+        name = "${NOMAD_JOB_NAME}-web"
+        port = "http"
+        tags = ["traefik.http.routers.${NOMAD_JOB_NAME}.rule=Host(`${NOMAD_JOB_NAME}.example`)", "index-${NOMAD_ALLOC_INDEX}", "kernel-${attr.kernel.name}", "dc-${node.datacenter}", "team-${NOMAD_META_team}"]
+        meta {
+          alloc = "${NOMAD_ALLOC_ID}"
+          port  = "${NOMAD_PORT_http}"
+        }
+        check {
+          type     = "http"
+          path     = "/?task=${NOMAD_TASK_NAME}"
+          interval = "1s"
+          timeout  = "1s"
+        }
+      }
+    }
+  }
+  group "n" {
+    network {
+      port "http" {}
+    }
+    service {
+      name     = "${NOMAD_GROUP_NAME}-grp"
+      port     = "http"
+      provider = "nomad"
+      tags     = ["group=${NOMAD_GROUP_NAME}", "task=${NOMAD_TASK_NAME}"]
+    }
+    task "www" {
+      driver = "raw_exec"
+      config {
+        command = "python3"
+        args    = ["-m", "http.server", "--bind", "127.0.0.1", "${NOMAD_PORT_http}"]
+      }
+      service {
+        name     = "${NOMAD_TASK_NAME}-native"
+        port     = "http"
+        provider = "nomad"
+        tags     = ["alloc-${NOMAD_SHORT_ALLOC_ID}", "${NOMAD_META_team}"]
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn service_blocks_are_interpolated_for_each_allocation() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeConsul::start(l, None).unwrap()
+    });
+    let agent = Agent::start(Some(&fake.url()));
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("interp.job");
+    std::fs::write(&file, INTERPOLATED).unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()], work.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let svc = loop {
+        let passing = fake.checks().values().any(|c| c.status == "passing");
+        if let Some(s) = fake.services().values().find(|s| s.service == "interp-web") {
+            if passing {
+                break s.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "consul has {:?}", fake.services());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let allocs = agent.get("/v1/job/interp/allocations").unwrap();
+    let alloc_of = |g: &str| -> String {
+        let a = allocs.as_array().unwrap().iter().find(|a| a["TaskGroup"] == g).unwrap();
+        a["ID"].as_str().unwrap().to_string()
+    };
+    let (c, n) = (alloc_of("c"), alloc_of("n"));
+    let kernel = std::env::consts::OS;
+    assert_eq!(
+        svc.tags,
+        [
+            "traefik.http.routers.interp.rule=Host(`interp.example`)".to_string(),
+            "index-0".into(),
+            format!("kernel-{kernel}"),
+            "dc-dc1".into(),
+            "team-web".into(),
+        ]
+    );
+    assert_eq!(svc.meta["alloc"], c);
+    assert_eq!(svc.meta["port"], svc.port.to_string());
+    let check = fake.checks().values().find(|ch| ch.service_id == svc.id).unwrap().clone();
+    assert_eq!(
+        check.definition["HTTP"],
+        format!("http://127.0.0.1:{}/?task=www", svc.port),
+        "{:#}",
+        check.definition
+    );
+
+    agent.wait(Duration::from_secs(30), "both catalogue services", |a| {
+        a.get("/v1/service/n-grp").is_some_and(|v| v.as_array().is_some_and(|l| l.len() == 1))
+            && a.get("/v1/service/www-native")
+                .is_some_and(|v| v.as_array().is_some_and(|l| l.len() == 1))
+    });
+    let grp = agent.get("/v1/service/n-grp").unwrap();
+    assert_eq!(grp[0]["Tags"], serde_json::json!(["group=n", "task=${NOMAD_TASK_NAME}"]));
+    assert_eq!(grp[0]["AllocID"], n.as_str());
+    let native = agent.get("/v1/service/www-native").unwrap();
+    assert_eq!(native[0]["Tags"], serde_json::json!([format!("alloc-{}", &n[..8]), "web"]));
+
+    let out = agent.orc(&["stop", "-detach", "interp"], work.path());
+    assert!(out.status.success());
+}
+
+#[test]
+fn consul_script_checks_run_in_the_task_and_report_through_ttl() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeConsul::start(l, None).unwrap()
+    });
+    let agent = Agent::start(Some(&fake.url()));
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("nginx.job");
+    // The script runs in the task's directory with its environment: it exits with the code
+    // written in the file `code` there (0 when there is none), and says where it ran.
+    let check = r#"type = "script"
+          command = "/bin/sh"
+          args = ["-c", "echo in $NOMAD_TASK_NAME; exit $(cat code 2>/dev/null || echo 0)"]
+          interval = "1s"
+          timeout = "2s""#;
+    std::fs::write(&file, job_with(1, "", check)).unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()], work.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let check_of = |fake: &FakeConsul| fake.checks().values().next().cloned();
+    let wait_status = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = check_of(&fake) {
+                if c.status == want {
+                    return c;
+                }
+            }
+            assert!(Instant::now() < deadline, "consul check {:?}, want {want}", check_of(&fake));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let c = wait_status("passing");
+    // Registered as a TTL check (interval + timeout + 1s), which the agent keeps alive.
+    assert_eq!(c.definition["TTL"], "4s", "{:#}", c.definition);
+    assert!(c.definition.get("Interval").is_none(), "{:#}", c.definition);
+    assert_eq!(c.output.trim(), "in www1");
+    let (alloc, _) = task_pids(&agent)[0].clone();
+    let code = agent.dir.path().join("data/alloc").join(&alloc).join("www1/code");
+    std::fs::write(&code, "1").unwrap();
+    wait_status("warning");
+    std::fs::write(&code, "2").unwrap();
+    wait_status("critical");
+    std::fs::remove_file(&code).unwrap();
+    wait_status("passing");
+    let updates = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.starts_with("/v1/agent/check/update/_nomad-check-"))
+        .count();
+    assert!(updates >= 4, "{updates} TTL updates");
+
     let out = agent.orc(&["stop", "-detach", "nginx-minipot"], work.path());
     assert!(out.status.success());
 }
