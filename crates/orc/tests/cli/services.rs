@@ -732,6 +732,121 @@ fn service_blocks_are_interpolated_for_each_allocation() {
     assert!(out.status.success());
 }
 
+/// Asks the agent's DNS interface one question over UDP; returns the answers as
+/// (type, "name data") with SRV data as "port target".
+fn dns_ask(port: u16, name: &str, qtype: u16) -> Vec<(u16, String)> {
+    let mut q = vec![0x4f, 0x52, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in name.split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    socket.send_to(&q, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).unwrap();
+    let msg = &buf[..n];
+    assert_eq!(&msg[..2], &[0x4f, 0x52], "the ID is echoed");
+    let name_at = |mut pos: usize| -> (String, usize) {
+        let mut labels = Vec::new();
+        let mut end = None;
+        loop {
+            let len = msg[pos] as usize;
+            if len & 0xc0 == 0xc0 {
+                end.get_or_insert(pos + 2);
+                pos = ((len & 0x3f) << 8) | msg[pos + 1] as usize;
+            } else if len == 0 {
+                return (labels.join("."), end.unwrap_or(pos + 1));
+            } else {
+                labels.push(String::from_utf8_lossy(&msg[pos + 1..pos + 1 + len]).into_owned());
+                pos += 1 + len;
+            }
+        }
+    };
+    let count = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]) as usize;
+    let mut pos = name_at(12).1 + 4;
+    let mut out = Vec::new();
+    for _ in 0..count(6) {
+        let (owner, p) = name_at(pos);
+        let rtype = u16::from_be_bytes([msg[p], msg[p + 1]]);
+        let len = u16::from_be_bytes([msg[p + 8], msg[p + 9]]) as usize;
+        let data = &msg[p + 10..p + 10 + len];
+        let text = match rtype {
+            1 => format!("{owner} {}", std::net::Ipv4Addr::new(data[0], data[1], data[2], data[3])),
+            33 => {
+                let port = u16::from_be_bytes([data[4], data[5]]);
+                format!("{owner} {port} {}", name_at(p + 16).0)
+            }
+            other => format!("{owner} type {other}"),
+        };
+        out.push((rtype, text));
+        pos = p + 10 + len;
+    }
+    out
+}
+
+#[test]
+fn dns_answers_with_the_healthy_instances_of_a_catalogue_service() {
+    let dns_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let agent = Agent::start_full(None, |_| String::new(), &["-dns-port", &dns_port.to_string()]);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("nginx.job");
+    let check = "type = \"http\"\n          path = \"/\"\n          interval = \"1s\"\n          timeout = \"1s\"";
+    std::fs::write(&file, job_with(2, "provider = \"nomad\"", check)).unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()], work.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    agent.wait(Duration::from_secs(30), "two passing instances", |a| {
+        a.get("/v1/service/hello-web?passing").and_then(|v| v.as_array().map(Vec::len)) == Some(2)
+    });
+    let ports = agent.running_ports("nginx-minipot");
+    let srv_ports = |name: &str| -> Vec<u16> {
+        let mut p: Vec<u16> = dns_ask(dns_port, name, 33)
+            .iter()
+            .filter(|(t, _)| *t == 33)
+            .map(|(_, text)| text.split(' ').nth(1).unwrap().parse().unwrap())
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(srv_ports("hello-web.service.orc"), ports);
+    assert_eq!(srv_ports("_hello-web._tcp.service.orc"), ports);
+    assert_eq!(
+        dns_ask(dns_port, "hello-web.service.orc", 1),
+        vec![(1, "hello-web.service.orc 127.0.0.1".to_string()); 2]
+    );
+    assert_eq!(dns_ask(dns_port, "nothing.service.orc", 1), []);
+
+    // Stop one instance's process: its check fails and DNS leaves it out.
+    let (alloc, pid) = task_pids(&agent)[0].clone();
+    let status = Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    agent.wait(Duration::from_secs(30), "a critical instance", |a| {
+        a.get("/v1/service/hello-web").is_some_and(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["AllocID"] == alloc.as_str() && i["Health"] == "critical")
+        })
+    });
+    let alive: Vec<u16> = agent
+        .get("/v1/service/hello-web?passing")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Port"].as_u64().unwrap() as u16)
+        .collect();
+    assert_eq!(alive.len(), 1);
+    assert_eq!(srv_ports("hello-web.service.orc"), alive);
+    assert_eq!(dns_ask(dns_port, "hello-web.service.orc", 1).len(), 1);
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).output();
+    let out = agent.orc(&["stop", "-detach", "nginx-minipot"], work.path());
+    assert!(out.status.success());
+}
+
 #[test]
 fn consul_script_checks_run_in_the_task_and_report_through_ttl() {
     let rt = tokio::runtime::Runtime::new().unwrap();
