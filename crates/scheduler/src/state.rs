@@ -6,6 +6,7 @@ use crate::ports::{parse_port_list, PortSet, DEFAULT_MAX_DYNAMIC_PORT, DEFAULT_M
 use model::{Allocation, Job, Node, NodeStatus};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// Index of a node inside a [`ClusterState`]; stable for the state's lifetime.
 pub type NodeIdx = u32;
@@ -36,14 +37,16 @@ const CHUNK: usize = 4096;
 
 /// Allocation slots in fixed-size chunks: growing never moves existing allocations, which with a
 /// flat `Vec` meant copying hundreds of megabytes at every doubling on the way to a million.
+/// Allocations are shared (`Arc`), so a server's view holds the same allocations as its replicated
+/// state instead of a second copy of each.
 #[derive(Debug, Clone, Default)]
 struct SlotStore {
-    chunks: Vec<Vec<Option<Allocation>>>,
+    chunks: Vec<Vec<Option<Arc<Allocation>>>>,
     len: usize,
 }
 
 impl SlotStore {
-    fn push(&mut self, a: Option<Allocation>) {
+    fn push(&mut self, a: Option<Arc<Allocation>>) {
         if self.len % CHUNK == 0 {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
@@ -55,13 +58,13 @@ impl SlotStore {
         self.len
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Option<Allocation>> {
+    fn iter(&self) -> impl Iterator<Item = &Option<Arc<Allocation>>> {
         self.chunks.iter().flatten()
     }
 }
 
 impl std::ops::Index<usize> for SlotStore {
-    type Output = Option<Allocation>;
+    type Output = Option<Arc<Allocation>>;
     fn index(&self, i: usize) -> &Self::Output {
         &self.chunks[i / CHUNK][i % CHUNK]
     }
@@ -175,7 +178,7 @@ pub struct ClusterState {
     by_node: BTreeMap<String, Vec<AllocSlot>>,
     /// Namespace → job ID → slots; nested so lookups by `&str` allocate nothing.
     by_job: BTreeMap<String, BTreeMap<String, Vec<AllocSlot>>>,
-    job_versions: BTreeMap<(String, String, u64), Job>,
+    job_versions: BTreeMap<(String, String, u64), Arc<Job>>,
 }
 
 impl ClusterState {
@@ -266,6 +269,12 @@ impl ClusterState {
 
     /// Inserts or replaces an allocation (matched by ID), keeping usage and indices current.
     pub fn upsert_alloc(&mut self, alloc: Allocation) {
+        self.upsert_alloc_shared(Arc::new(alloc));
+    }
+
+    /// [`ClusterState::upsert_alloc`] of an allocation shared with its owner (the server's
+    /// replicated state), which costs a pointer instead of a copy.
+    pub fn upsert_alloc_shared(&mut self, alloc: Arc<Allocation>) {
         if let Some(&slot) = self.alloc_index.get(alloc.id.as_str()) {
             let old = self.allocs[slot as usize].take().expect("indexed slot is occupied");
             self.account_alloc(&old, false);
@@ -299,7 +308,7 @@ impl ClusterState {
         let Some(&slot) = self.alloc_index.get(id) else { return false };
         let mut a = self.allocs[slot as usize].take().expect("indexed slot is occupied");
         self.account_alloc(&a, false);
-        change(&mut a);
+        change(Arc::make_mut(&mut a));
         self.account_alloc(&a, true);
         self.allocs[slot as usize] = Some(a);
         true
@@ -349,18 +358,23 @@ impl ClusterState {
         self.account_alloc(&old, false);
         self.unindex(slot, &old);
         self.free_slots.push(slot);
-        Some(old)
+        Some(Arc::unwrap_or_clone(old))
     }
 
     /// Records a version of a job, so a later evaluation can tell in-place from destructive
     /// updates of allocations still running that version.
     pub fn insert_job_version(&mut self, job: Job) {
+        self.insert_job_version_shared(Arc::new(job));
+    }
+
+    /// [`ClusterState::insert_job_version`] of a job shared with its owner.
+    pub fn insert_job_version_shared(&mut self, job: Arc<Job>) {
         self.job_versions.insert((job.namespace.clone(), job.id.clone(), job.version), job);
     }
 
     /// A recorded job version.
     pub fn job_version(&self, namespace: &str, job_id: &str, version: u64) -> Option<&Job> {
-        self.job_versions.get(&(namespace.to_string(), job_id.to_string(), version))
+        self.job_versions.get(&(namespace.to_string(), job_id.to_string(), version)).map(|j| &**j)
     }
 
     /// All nodes, in insertion order.
@@ -405,7 +419,7 @@ impl ClusterState {
 
     /// The allocation in `slot`.
     pub fn alloc_at(&self, slot: AllocSlot) -> &Allocation {
-        self.allocs[slot as usize].as_ref().expect("slot from an index is occupied")
+        self.allocs[slot as usize].as_deref().expect("slot from an index is occupied")
     }
 
     /// The allocation with this ID.
@@ -430,7 +444,7 @@ impl ClusterState {
 
     /// Every allocation, in slot order.
     pub fn allocs(&self) -> impl Iterator<Item = &Allocation> {
-        self.allocs.iter().flatten()
+        self.allocs.iter().flatten().map(|a| &**a)
     }
 
     /// Number of stored allocations.

@@ -186,13 +186,17 @@ impl Cluster {
         }
         let changed = |t: Table| s.table_index(t) > since;
         if changed(Table::Jobs) {
+            // Versions and allocations are shared with the state, not copied: the view holds
+            // pointers to the state's objects (a later change in the state copies its row).
             for j in s.jobs().filter(|j| j.modify_index > since) {
-                for v in s.job_versions(&j.namespace, &j.id) {
+                for v in s.job_version_rows(&j.namespace, &j.id) {
                     if v.modify_index > since {
-                        self.state.insert_job_version(v.clone());
+                        self.state.insert_job_version_shared(v.shared().clone());
                     }
                 }
-                self.state.insert_job_version(j.clone());
+                if let Some(row) = s.job_row(&j.namespace, &j.id) {
+                    self.state.insert_job_version_shared(row.shared().clone());
+                }
             }
         }
         if changed(Table::Nodes) {
@@ -231,7 +235,7 @@ impl Cluster {
         if changed(Table::Allocs) {
             let mut healthy = BTreeSet::new();
             let mut upsert = |cs: &mut ClusterState,
-                              a: &model::Allocation,
+                              a: &crate::state::Row<model::Allocation>,
                               changes: &mut Changes| {
                 let before = cs.alloc(&a.id);
                 let was_live = before.is_some_and(|b| !b.is_terminal());
@@ -249,12 +253,12 @@ impl Cluster {
                 if is_healthy && !was_healthy {
                     healthy.insert((a.namespace.clone(), a.job_id.clone()));
                 }
-                cs.upsert_alloc(a.clone());
+                cs.upsert_alloc_shared(a.shared().clone());
             };
             match &journal {
                 Some(j) => {
                     for id in &j.allocs {
-                        match s.alloc(id) {
+                        match s.alloc_row(id) {
                             Some(a) => upsert(&mut self.state, a, &mut changes),
                             None => {
                                 self.state.remove_alloc(id);
@@ -263,7 +267,7 @@ impl Cluster {
                     }
                 }
                 None => {
-                    for a in s.allocs().filter(|a| a.modify_index > since) {
+                    for a in s.alloc_rows().filter(|a| a.modify_index > since) {
                         upsert(&mut self.state, a, &mut changes);
                     }
                     if self.state.alloc_count() > s.alloc_count() {

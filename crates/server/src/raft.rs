@@ -582,7 +582,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // and the blocking pool keeps it off the async workers. The snapshot must be durable
         // before openraft purges the log entries it replaces.
         let data = blocking(move || {
-            let data = codec::encode(&SnapshotData { state });
+            let data = codec::encode_compressed(&SnapshotData { state });
             store.save_snapshot(&StoredSnapshot { meta, data: data.clone() })?;
             store.flush()?;
             Ok(data)

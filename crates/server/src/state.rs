@@ -15,6 +15,9 @@ use model::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+mod row;
+pub use row::Row;
+
 /// How many versions of a job are kept, as Nomad's `JobTrackedVersions`.
 pub const JOB_TRACKED_VERSIONS: usize = 6;
 
@@ -37,15 +40,18 @@ pub enum Table {
 pub struct State {
     index: u64,
     table_index: BTreeMap<Table, u64>,
-    jobs: BTreeMap<JobKey, Job>,
-    job_versions: BTreeMap<JobKey, BTreeMap<u64, Job>>,
-    evals: BTreeMap<String, Evaluation>,
+    // Every stored object is a shared `Row`: the current version of a job is the same object as
+    // its entry in the version history, the leader's scheduler view holds the allocations and
+    // jobs of this state rather than copies, and a snapshot copies pointers, not objects.
+    jobs: BTreeMap<JobKey, Row<Job>>,
+    job_versions: BTreeMap<JobKey, BTreeMap<u64, Row<Job>>>,
+    evals: BTreeMap<String, Row<Evaluation>>,
     evals_by_job: BTreeMap<JobKey, BTreeSet<String>>,
-    allocs: BTreeMap<String, Allocation>,
+    allocs: BTreeMap<String, Row<Allocation>>,
     allocs_by_node: BTreeMap<String, BTreeSet<String>>,
     allocs_by_job: BTreeMap<JobKey, BTreeSet<String>>,
-    nodes: BTreeMap<String, Node>,
-    services: BTreeMap<String, ServiceRegistration>,
+    nodes: BTreeMap<String, Row<Node>>,
+    services: BTreeMap<String, Row<ServiceRegistration>>,
     journal: Journal,
 }
 
@@ -262,7 +268,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
         }
         Command::JobDeregister { namespace, job_id, eval } => {
             let key = (namespace, job_id);
-            let Some(mut job) = state.jobs.get(&key).cloned() else {
+            let Some(mut job) = state.jobs.get(&key).map(|j| Job::clone(j)) else {
                 return not_found_job(&key);
             };
             job.stop = true;
@@ -288,7 +294,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             for id in eval_ids {
                 if let Some(eval) = state.evals.remove(&id) {
                     state.journal.note(index, Changed::Eval(id.clone()));
-                    let key = (eval.namespace, eval.job_id);
+                    let key = (eval.namespace.clone(), eval.job_id.clone());
                     remove_from_index(&mut state.evals_by_job, &key, &id);
                     jobs.insert(key);
                     state.touch(Table::Evals, index);
@@ -297,7 +303,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             for id in alloc_ids {
                 if let Some(alloc) = state.allocs.remove(&id) {
                     state.journal.note(index, Changed::Alloc(id.clone()));
-                    let key = (alloc.namespace, alloc.job_id);
+                    let key = (alloc.namespace.clone(), alloc.job_id.clone());
                     remove_from_index(&mut state.allocs_by_job, &key, &id);
                     remove_from_index(&mut state.allocs_by_node, &alloc.node_id, &id);
                     jobs.insert(key);
@@ -352,7 +358,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             }
             node.computed_class = node.compute_class();
             node.modify_index = index;
-            state.nodes.insert(node.id.clone(), node);
+            state.nodes.insert(node.id.clone(), Row::new(node));
             state.touch(Table::Nodes, index);
             Outcome::Applied
         }
@@ -437,7 +443,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             for mut s in services {
                 s.create_index = state.services.get(&s.id).map_or(index, |e| e.create_index);
                 s.modify_index = index;
-                state.services.insert(s.id.clone(), s);
+                state.services.insert(s.id.clone(), Row::new(s));
                 state.touch(Table::Services, index);
             }
             Outcome::Applied
@@ -498,28 +504,28 @@ impl State {
     }
 
     pub fn job(&self, namespace: &str, id: &str) -> Option<&Job> {
-        self.jobs.get(&(namespace.to_owned(), id.to_owned()))
+        self.jobs.get(&(namespace.to_owned(), id.to_owned())).map(|j| &**j)
     }
 
     /// All jobs, ordered by namespace then ID.
     pub fn jobs(&self) -> impl Iterator<Item = &Job> {
-        self.jobs.values()
+        self.jobs.values().map(|j| &**j)
     }
 
     /// The tracked versions of a job, newest first.
     pub fn job_versions(&self, namespace: &str, id: &str) -> Vec<&Job> {
         self.job_versions
             .get(&(namespace.to_owned(), id.to_owned()))
-            .map(|v| v.values().rev().collect())
+            .map(|v| v.values().rev().map(|j| &**j).collect())
             .unwrap_or_default()
     }
 
     pub fn eval(&self, id: &str) -> Option<&Evaluation> {
-        self.evals.get(id)
+        self.evals.get(id).map(|e| &**e)
     }
 
     pub fn evals(&self) -> impl Iterator<Item = &Evaluation> {
-        self.evals.values()
+        self.evals.values().map(|e| &**e)
     }
 
     pub fn evals_by_job(&self, namespace: &str, job_id: &str) -> Vec<&Evaluation> {
@@ -527,7 +533,30 @@ impl State {
     }
 
     pub fn alloc(&self, id: &str) -> Option<&Allocation> {
+        self.allocs.get(id).map(|a| &**a)
+    }
+
+    /// An allocation as the state holds it, to share rather than copy (the scheduler's view).
+    pub fn alloc_row(&self, id: &str) -> Option<&Row<Allocation>> {
         self.allocs.get(id)
+    }
+
+    /// Every allocation as the state holds it, by ID.
+    pub fn alloc_rows(&self) -> impl Iterator<Item = &Row<Allocation>> {
+        self.allocs.values()
+    }
+
+    /// A job as the state holds it.
+    pub fn job_row(&self, namespace: &str, id: &str) -> Option<&Row<Job>> {
+        self.jobs.get(&(namespace.to_owned(), id.to_owned()))
+    }
+
+    /// The tracked versions of a job as the state holds them, newest first.
+    pub fn job_version_rows(&self, namespace: &str, id: &str) -> Vec<&Row<Job>> {
+        self.job_versions
+            .get(&(namespace.to_owned(), id.to_owned()))
+            .map(|v| v.values().rev().collect())
+            .unwrap_or_default()
     }
 
     /// The allocations and evaluations written (or removed) at indexes above `since`, or `None`
@@ -556,7 +585,7 @@ impl State {
 
     /// Every allocation, by ID.
     pub fn allocs(&self) -> impl Iterator<Item = &Allocation> {
-        self.allocs.values()
+        self.allocs.values().map(|a| &**a)
     }
 
     pub fn allocs_by_node(&self, node_id: &str) -> Vec<&Allocation> {
@@ -568,30 +597,30 @@ impl State {
     }
 
     pub fn node(&self, id: &str) -> Option<&Node> {
-        self.nodes.get(id)
+        self.nodes.get(id).map(|n| &**n)
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.values()
+        self.nodes.values().map(|n| &**n)
     }
 
     pub fn service(&self, id: &str) -> Option<&ServiceRegistration> {
-        self.services.get(id)
+        self.services.get(id).map(|s| &**s)
     }
 
     pub fn services(&self) -> impl Iterator<Item = &ServiceRegistration> {
-        self.services.values()
+        self.services.values().map(|s| &**s)
     }
 
     fn ids_to<'a, K: Ord, T>(
         &'a self,
         index: &'a BTreeMap<K, BTreeSet<String>>,
         key: &K,
-        table: &'a BTreeMap<String, T>,
+        table: &'a BTreeMap<String, Row<T>>,
     ) -> Vec<&'a T> {
         index
             .get(key)
-            .map(|ids| ids.iter().filter_map(|id| table.get(id)).collect())
+            .map(|ids| ids.iter().filter_map(|id| table.get(id).map(|r| &**r)).collect())
             .unwrap_or_default()
     }
 
@@ -628,6 +657,7 @@ impl State {
             job_version: job.version,
             job_modify_index: job.job_modify_index,
         };
+        let job = Row::new(job);
         let versions = self.job_versions.entry(key.clone()).or_default();
         versions.insert(job.version, job.clone());
         while versions.len() > JOB_TRACKED_VERSIONS {
@@ -657,7 +687,7 @@ impl State {
             let key = (eval.namespace.clone(), eval.job_id.clone());
             self.evals_by_job.entry(key.clone()).or_default().insert(eval.id.clone());
             self.journal.note(index, Changed::Eval(eval.id.clone()));
-            self.evals.insert(eval.id.clone(), eval);
+            self.evals.insert(eval.id.clone(), Row::new(eval));
             jobs.insert(key);
             self.touch(Table::Evals, index);
         }
@@ -690,7 +720,7 @@ impl State {
             self.allocs_by_job.entry(key.clone()).or_default().insert(alloc.id.clone());
             jobs.insert(key);
             self.journal.note(index, Changed::Alloc(alloc.id.clone()));
-            self.allocs.insert(alloc.id.clone(), alloc);
+            self.allocs.insert(alloc.id.clone(), Row::new(alloc));
             self.touch(Table::Allocs, index);
         }
         for stop in plan.stops {
@@ -746,10 +776,12 @@ impl State {
                 let job = self.jobs.get_mut(&key).expect("checked above");
                 job.status = status.to_owned();
                 job.modify_index = index;
+                // The current version in the history stays the same object as the job.
+                let current = job.clone();
                 if let Some(v) =
-                    self.job_versions.get_mut(&key).and_then(|v| v.get_mut(&job.version))
+                    self.job_versions.get_mut(&key).and_then(|v| v.get_mut(&current.version))
                 {
-                    v.status = status.to_owned();
+                    *v = current;
                 }
                 self.touch(Table::Jobs, index);
             }
@@ -782,11 +814,15 @@ impl State {
             state.jobs.insert((job.namespace.clone(), job.id.clone()), job);
         }
         for job in s.job_versions {
-            state
-                .job_versions
-                .entry((job.namespace.clone(), job.id.clone()))
-                .or_default()
-                .insert(job.version, job);
+            let key = (job.namespace.clone(), job.id.clone());
+            // The persisted form lists the current version twice; held once again here.
+            let job = match state.jobs.get(&key) {
+                Some(current) if current.version == job.version && **current == *job => {
+                    current.clone()
+                }
+                _ => job,
+            };
+            state.job_versions.entry(key).or_default().insert(job.version, job);
         }
         for eval in s.evals {
             state
@@ -821,12 +857,12 @@ impl State {
 pub struct StateSnapshot {
     pub index: u64,
     pub table_index: Vec<(Table, u64)>,
-    pub jobs: Vec<Job>,
-    pub job_versions: Vec<Job>,
-    pub evals: Vec<Evaluation>,
-    pub allocs: Vec<Allocation>,
-    pub nodes: Vec<Node>,
-    pub services: Vec<ServiceRegistration>,
+    pub jobs: Vec<Row<Job>>,
+    pub job_versions: Vec<Row<Job>>,
+    pub evals: Vec<Row<Evaluation>>,
+    pub allocs: Vec<Row<Allocation>>,
+    pub nodes: Vec<Row<Node>>,
+    pub services: Vec<Row<ServiceRegistration>>,
 }
 
 #[cfg(test)]
