@@ -3,11 +3,14 @@
 //! and a `{}` line every heartbeat interval (30 s, as Nomad) so clients and proxies know the
 //! stream is alive.
 //!
-//! Events are derived by comparing the state after each applied index with what the stream has
-//! already seen (objects whose modify index moved are upserts, objects that vanished are
-//! deletions), so nothing in the state machine knows about streams. The consequence: a stream
-//! reports each object's latest version, not every intermediate one, and `index=N` replays the
-//! current version of everything modified after N rather than a buffered history.
+//! Events are derived once per server, by comparing the state after each applied index with
+//! what has already been reported (objects whose modify index moved are upserts, objects that
+//! vanished are deletions), so nothing in the state machine knows about streams. The
+//! consequence: an object changed several times between two looks is reported once, in its
+//! latest version. Derived events go into a [`Buffer`] of the last [`EVENT_BUFFER_SIZE`]
+//! indexes (Nomad's `event_buffer_size` default); every stream reads from it and filters, and
+//! `index=N` replays the buffered events after N (from the oldest buffered one when N has
+//! left the buffer, as Nomad does) before following live ones.
 
 use super::ApiError;
 use super::{query_options, Ctx, Pairs};
@@ -20,9 +23,13 @@ use axum::response::{IntoResponse, Response};
 use model::ServiceRegistration;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
-use tokio::sync::mpsc;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// How many indexes' worth of events a server keeps for replay (Nomad's `event_buffer_size`).
+pub(crate) const EVENT_BUFFER_SIZE: usize = 100;
 
 /// The most `topic` parameters a request may give.
 const MAX_TOPICS: usize = 64;
@@ -310,37 +317,143 @@ fn deletion(topic: Topic, id: &str, last: Option<ServiceRegistration>, index: u6
     }
 }
 
+/// The events of one index.
+type Batch = (u64, Arc<Vec<Event>>);
+
+/// A server's recent events: the last [`EVENT_BUFFER_SIZE`] indexes that produced any, fed by
+/// one task that follows the applied index (started with the first stream, or at once when
+/// the router is built on a runtime).
+pub(crate) struct Buffer {
+    batches: Mutex<VecDeque<Batch>>,
+    capacity: usize,
+    /// The index of the newest batch, or the index the feeder has caught up with.
+    latest: watch::Sender<u64>,
+    started: std::sync::Once,
+}
+
+impl Buffer {
+    pub fn new(capacity: usize) -> Arc<Buffer> {
+        Arc::new(Buffer {
+            batches: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            latest: watch::channel(0).0,
+            started: std::sync::Once::new(),
+        })
+    }
+
+    /// Starts the feeder for `handle` once (it ends when the buffer is dropped). Must run on a
+    /// tokio runtime.
+    pub fn start(self: &Arc<Self>, handle: &crate::server::ServerHandle) {
+        self.started.call_once(|| {
+            tokio::spawn(feed(Arc::downgrade(self), handle.clone()));
+        });
+    }
+
+    /// Appends events (in index order), one batch per index, dropping the oldest beyond
+    /// capacity; `caught_up` is the applied index they were derived at.
+    fn push(&self, events: Vec<Event>, caught_up: u64) {
+        let mut b = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = events.into_iter().peekable();
+        while let Some(first) = events.next() {
+            let index = first.index;
+            let mut batch = vec![first];
+            while let Some(e) = events.next_if(|e| e.index == index) {
+                batch.push(e);
+            }
+            b.push_back((index, Arc::new(batch)));
+            if b.len() > self.capacity {
+                b.pop_front();
+            }
+        }
+        drop(b);
+        self.latest.send_if_modified(|l| {
+            let moved = caught_up > *l;
+            *l = (*l).max(caught_up);
+            moved
+        });
+    }
+
+    /// The buffered batches after `index`; all of them when `index` is older than the buffer.
+    fn after(&self, index: u64) -> Vec<Batch> {
+        let b = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        b.iter().filter(|(i, _)| *i > index).cloned().collect()
+    }
+}
+
+/// Derives every event of every topic and namespace into the buffer, until it is dropped.
+async fn feed(buffer: Weak<Buffer>, handle: crate::server::ServerHandle) {
+    let sub = match parse_topics(&[], "*") {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let Ok(mut tracker) = handle.read(Consistency::Stale, |s| Tracker::new(&sub, s, 0)).await
+    else {
+        return;
+    };
+    let mut seen = handle.applied_index();
+    match buffer.upgrade() {
+        Some(b) => b.push(Vec::new(), seen),
+        None => return,
+    }
+    loop {
+        let applied = handle.wait_for_index(seen + 1, Duration::from_secs(1)).await;
+        let Some(b) = buffer.upgrade() else { return };
+        if applied <= seen {
+            continue;
+        }
+        seen = applied;
+        let Ok(events) = handle.read(Consistency::Stale, |s| tracker.events(&sub, s)).await else {
+            return;
+        };
+        b.push(events, seen);
+    }
+}
+
 /// `GET /v1/event/stream`.
 pub async fn stream(AxState(ctx): AxState<Ctx>, pairs: Pairs) -> Result<Response, ApiError> {
     let q = query_options(&pairs)?;
     let topics: Vec<&str> =
         pairs.iter().filter(|(k, _)| k == "topic").map(|(_, v)| v.as_str()).collect();
     let sub = parse_topics(&topics, &q.namespace)?;
-    let tracker =
-        ctx.handle.read(Consistency::Stale, |s| Tracker::new(&sub, s, q.min_index)).await?;
+    let buffer = ctx.events.clone();
+    buffer.start(&ctx.handle);
+    let mut latest = buffer.latest.subscribe();
+    // Without an index the stream starts now: the feeder has derived everything up to the
+    // applied index before it reports it.
+    let applied = ctx.handle.applied_index();
+    if q.min_index == 0 {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), latest.wait_for(|l| *l >= applied)).await;
+    }
+    let mut cursor = if q.min_index > 0 { q.min_index } else { *latest.borrow() };
     let (tx, rx) = mpsc::channel::<Vec<u8>>(16);
     let heartbeat = ctx.config.event_heartbeat;
-    let handle = ctx.handle.clone();
     tokio::spawn(async move {
-        let mut tracker = tracker;
         let mut next_heartbeat = Instant::now() + heartbeat;
-        // With a replay index, the first pass reports what changed after it.
-        let mut seen_index = if q.min_index > 0 { 0 } else { handle.applied_index() };
         loop {
-            let remaining = next_heartbeat.saturating_duration_since(Instant::now());
-            let applied = handle.wait_for_index(seen_index + 1, remaining).await;
-            if applied > seen_index {
-                seen_index = applied;
-                let read = handle.read(Consistency::Stale, |s| tracker.events(&sub, s)).await;
-                let Ok(events) = read else { return };
-                if !events.is_empty() {
-                    let line = json!({ "Index": seen_index, "Events": events });
-                    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-                    bytes.push(b'\n');
-                    if tx.send(bytes).await.is_err() {
-                        return;
-                    }
+            latest.borrow_and_update();
+            for (index, events) in buffer.after(cursor) {
+                cursor = index;
+                let keys = |t: &str| sub.topics.iter().find(|(k, _)| k.name() == t);
+                let mine: Vec<&Event> = events
+                    .iter()
+                    .filter(|e| keys(e.topic).is_some_and(|(_, k)| wanted(&sub, k.as_ref(), e)))
+                    .collect();
+                if mine.is_empty() {
+                    continue;
                 }
+                let line = json!({ "Index": index, "Events": mine });
+                let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+                bytes.push(b'\n');
+                if tx.send(bytes).await.is_err() {
+                    return;
+                }
+            }
+            let remaining = next_heartbeat.saturating_duration_since(Instant::now());
+            tokio::select! {
+                changed = latest.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(remaining) => {}
+                _ = tx.closed() => return,
             }
             if Instant::now() >= next_heartbeat {
                 next_heartbeat = Instant::now() + heartbeat;
@@ -430,5 +543,27 @@ mod tests {
         assert_eq!(v["Topic"], "Service");
         assert_eq!(v["FilterKeys"], json!(["job", "web"]));
         assert_eq!(v["Payload"]["Service"]["ServiceName"], "web");
+    }
+
+    #[test]
+    fn the_buffer_keeps_the_last_indexes_and_replays_after_one() {
+        let b = Buffer::new(2);
+        let ev = |key: &str, index: u64| {
+            service_event("ServiceRegistration", &svc(key, "web", "default"), index)
+        };
+        b.push(vec![ev("a", 3), ev("b", 3), ev("c", 4)], 4);
+        b.push(Vec::new(), 5);
+        b.push(vec![ev("d", 6)], 6);
+        assert_eq!(*b.latest.borrow(), 6);
+        let keys = |after: u64| -> Vec<(u64, Vec<String>)> {
+            b.after(after)
+                .into_iter()
+                .map(|(i, e)| (i, e.iter().map(|e| e.key.clone()).collect()))
+                .collect()
+        };
+        // Index 3 left the buffer (capacity 2): a replay from before it starts at the oldest.
+        assert_eq!(keys(0), [(4, vec!["c".to_string()]), (6, vec!["d".to_string()])]);
+        assert_eq!(keys(4), [(6, vec!["d".to_string()])]);
+        assert_eq!(keys(6), []);
     }
 }

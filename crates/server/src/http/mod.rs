@@ -81,6 +81,8 @@ impl Default for HttpConfig {
 pub(crate) struct Ctx {
     pub handle: ServerHandle,
     pub config: Arc<HttpConfig>,
+    /// Recent events for `/v1/event/stream`.
+    pub events: Arc<events::Buffer>,
 }
 
 /// Raw query pairs, decoded; each endpoint picks its own parameters from them.
@@ -88,7 +90,12 @@ pub(crate) type Pairs = Query<Vec<(String, String)>>;
 
 /// Builds the API's router for `handle`.
 pub fn router(handle: ServerHandle, config: HttpConfig) -> Router {
-    let ctx = Ctx { handle, config: Arc::new(config) };
+    let events = events::Buffer::new(events::EVENT_BUFFER_SIZE);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        // Start buffering now, so `index=N` can replay what happened before the first stream.
+        events.start(&handle);
+    }
+    let ctx = Ctx { handle, config: Arc::new(config), events };
     let limit = ctx.config.max_body_bytes;
     Router::new()
         .route("/v1/jobs", get(jobs::list).put(jobs::register).post(jobs::register))

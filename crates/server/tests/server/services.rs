@@ -218,3 +218,50 @@ async fn event_stream_sends_service_events_and_heartbeats() {
     let r = api.get("/v1/event/stream?topic=Service:").await;
     assert_eq!(r.status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_stream_replays_buffered_events_after_an_index() {
+    let api = start_api(0, "dc1").await;
+    let (base, _server) = serve_with_heartbeat(&api, Duration::from_millis(300)).await;
+    let after = register(&api, vec![instance("a0", 23000, &[], ServiceHealth::Passing)]).await;
+    register(&api, vec![instance("a1", 23001, &[], ServiceHealth::Passing)]).await;
+    api.handle
+        .write(Command::ServiceDeregister {
+            ids: vec!["_nomad-task-a0-www1-hello-web-http".into()],
+        })
+        .await
+        .unwrap();
+    let last = register(&api, vec![instance("a2", 23002, &[], ServiceHealth::Passing)]).await;
+
+    // A client that saw index `after` resumes from it: the history since, deregistration
+    // included (the state no longer has a0, only the buffer remembers it).
+    let url = format!("{base}/v1/event/stream?index={after}&topic=Service:*");
+    let lines = tokio::task::spawn_blocking(move || read_lines(url, 3, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let mut events: Vec<(String, String, u64)> = lines
+        .iter()
+        .flat_map(|l| l["Events"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            let alloc = e["Payload"]["Service"]["AllocID"].as_str().unwrap().to_owned();
+            (e["Type"].as_str().unwrap().to_owned(), alloc, e["Index"].as_u64().unwrap())
+        })
+        .collect();
+    assert!(events.iter().all(|(_, _, i)| *i > after && *i <= last), "{events:?}");
+    let mut kinds: Vec<(String, String)> = events.drain(..).map(|(t, a, _)| (t, a)).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("ServiceDeregistration".to_string(), "a0".to_string()),
+            ("ServiceRegistration".into(), "a1".into()),
+            ("ServiceRegistration".into(), "a2".into()),
+        ]
+    );
+    // From the last index on, nothing is replayed: heartbeats only.
+    let url = format!("{base}/v1/event/stream?index={last}&topic=Service:*");
+    let lines = tokio::task::spawn_blocking(move || read_lines(url, 2, Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(lines, [json!({}), json!({})]);
+}
