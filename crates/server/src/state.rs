@@ -377,6 +377,15 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             node.status_description = status_description;
             node.modify_index = index;
             state.touch(Table::Nodes, index);
+            if status == NodeStatus::Down {
+                // A down node's allocations are lost, and nobody is left to deregister their
+                // services: the servers remove them, as Nomad does.
+                let before = state.services.len();
+                state.services.retain(|_, s| s.node_id != node_id);
+                if state.services.len() != before {
+                    state.touch(Table::Services, index);
+                }
+            }
             let jobs = state.upsert_evals(index, evals);
             state.refresh_job_status(index, jobs);
             Outcome::Applied

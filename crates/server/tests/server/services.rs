@@ -265,3 +265,38 @@ async fn event_stream_replays_buffered_events_after_an_index() {
         .unwrap();
     assert_eq!(lines, [json!({}), json!({})]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_nodes_registrations_leave_the_catalogue() {
+    let api = start_api(0, "dc1").await;
+    for id in ["node-1", "node-2"] {
+        let node = model::Node { id: id.into(), ..model::Node::default() };
+        api.handle.write(Command::NodeRegister { node: Box::new(node) }).await.unwrap();
+    }
+    let elsewhere = ServiceRegistration {
+        node_id: "node-2".into(),
+        ..instance("b0", 23001, &[], ServiceHealth::Passing)
+    };
+    register(&api, vec![instance("a0", 23000, &[], ServiceHealth::Passing), elsewhere]).await;
+    let ports = |r: &super::http::Resp| -> Vec<u64> {
+        r.json().as_array().unwrap().iter().map(|i| i["Port"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(ports(&api.get("/v1/service/hello-web").await), [23000, 23001]);
+
+    // What the leader writes when node-1 misses its heartbeat: its allocations are lost, and
+    // no agent is left to deregister their services.
+    let w = api
+        .handle
+        .write(Command::NodeStatus {
+            node_id: "node-1".into(),
+            status: model::NodeStatus::Down,
+            status_description: "node heartbeat missed".into(),
+            evals: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let r = api.get("/v1/service/hello-web").await;
+    assert_eq!(ports(&r), [23001]);
+    let index = r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-nomad-index")).unwrap();
+    assert_eq!(index.1, w.index.to_string(), "the catalogue's index moved with the removal");
+}
