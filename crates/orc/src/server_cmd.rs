@@ -68,6 +68,14 @@ pub struct AgentArgs {
     /// The DNS domain the catalogue is served under.
     #[arg(long = "dns-domain", value_name = "DOMAIN", default_value = "orc")]
     pub dns_domain: String,
+    /// How long a scheduler may hold an evaluation before it is redelivered, as a Go duration
+    /// (`server { eval_nack_timeout }`, default `60s`).
+    #[arg(long = "eval-nack-timeout", value_name = "DURATION")]
+    pub eval_nack_timeout: Option<String>,
+    /// Deliveries of a failing evaluation before it is marked failed
+    /// (`server { eval_delivery_limit }`, default 3).
+    #[arg(long = "eval-delivery-limit", value_name = "N")]
+    pub eval_delivery_limit: Option<u32>,
 }
 
 /// Builds the server configuration from `-dev`, the files, then the flags.
@@ -122,6 +130,14 @@ pub fn load_config(args: &AgentArgs) -> anyhow::Result<server::Config> {
     if let Some(p) = args.rpc_port {
         config.ports.rpc = p;
     }
+    if let Some(t) = &args.eval_nack_timeout {
+        config.server.eval_nack_timeout = model::duration::parse_go_duration(t)
+            .map_err(|e| anyhow::anyhow!("-eval-nack-timeout {t:?}: {e}"))?;
+    }
+    if let Some(n) = args.eval_delivery_limit {
+        config.server.eval_delivery_limit = n;
+    }
+    config.validate().map_err(|e| anyhow::anyhow!("agent configuration: {e}"))?;
     let client = crate::client_cmd::load_settings(args)?;
     if !config.server.enabled && !client.enabled {
         anyhow::bail!("orc agent needs a role: pass -server, -client or -dev, or set server {{ enabled = true }} or client {{ enabled = true }}");
@@ -302,6 +318,8 @@ server {
     retry_join     = ["10.0.0.2", "10.0.0.3:5647"]
     retry_interval = "15s"
   }
+  eval_nack_timeout   = "2m"
+  eval_delivery_limit = 4
 }
 client {
   enabled = true
@@ -323,6 +341,25 @@ client {
         assert_eq!(c.server.bootstrap_expect, 5);
         assert_eq!(c.server.server_join.retry_interval, Duration::from_secs(15));
         assert_eq!(c.join_addrs(), vec!["10.0.0.2:4647", "10.0.0.3:5647"]);
+        assert_eq!(c.server.eval_nack_timeout, Duration::from_secs(120));
+        assert_eq!(c.server.eval_delivery_limit, 4);
+        assert_eq!(c.broker().nack_timeout_ns, 120_000_000_000);
+
+        // The flags win over the file; nonsense is refused with the setting's name.
+        let flagged = AgentArgs {
+            eval_nack_timeout: Some("45s".into()),
+            eval_delivery_limit: Some(2),
+            ..args.clone()
+        };
+        let c = load_config(&flagged).unwrap();
+        assert_eq!(c.server.eval_nack_timeout, Duration::from_secs(45));
+        assert_eq!(c.broker().delivery_limit, 2);
+        let zero = AgentArgs { eval_delivery_limit: Some(0), ..args.clone() };
+        let err = load_config(&zero).unwrap_err().to_string();
+        assert!(err.contains("eval_delivery_limit"), "{err}");
+        let bad = AgentArgs { eval_nack_timeout: Some("soon".into()), ..args };
+        let err = load_config(&bad).unwrap_err().to_string();
+        assert!(err.contains("-eval-nack-timeout"), "{err}");
     }
 
     #[test]

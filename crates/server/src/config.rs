@@ -105,6 +105,13 @@ pub struct ServerBlock {
     pub heartbeat_grace: Duration,
     /// Scheduler workers on the leader; 0 means one per core, Nomad's default.
     pub num_schedulers: u32,
+    /// How long a scheduler worker may hold an evaluation without acknowledging it before the
+    /// broker hands it out again (Nomad: `eval_nack_timeout`, `60s`).
+    #[serde(deserialize_with = "go_duration")]
+    pub eval_nack_timeout: Duration,
+    /// Deliveries after which an evaluation that keeps failing is marked failed, with a
+    /// follow-up evaluation, instead of being redelivered (Nomad: `eval_delivery_limit`, 3).
+    pub eval_delivery_limit: u32,
 }
 
 impl Default for ServerBlock {
@@ -118,6 +125,8 @@ impl Default for ServerBlock {
             max_heartbeats_per_second: heartbeat.max_per_second,
             heartbeat_grace: heartbeat.grace,
             num_schedulers: 0,
+            eval_nack_timeout: Duration::from_secs(60),
+            eval_delivery_limit: 3,
         }
     }
 }
@@ -147,6 +156,27 @@ fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 
 impl Config {
+    /// Refuses settings no server can run with, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.server.eval_nack_timeout.is_zero() {
+            return Err("server.eval_nack_timeout must be longer than 0s".into());
+        }
+        if self.server.eval_delivery_limit == 0 {
+            return Err("server.eval_delivery_limit must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The evaluation broker's limits from the `server` block.
+    pub fn broker(&self) -> crate::broker::BrokerConfig {
+        crate::broker::BrokerConfig {
+            nack_timeout_ns: i64::try_from(self.server.eval_nack_timeout.as_nanos())
+                .unwrap_or(i64::MAX),
+            delivery_limit: self.server.eval_delivery_limit,
+            ..crate::broker::BrokerConfig::default()
+        }
+    }
+
     /// The heartbeat settings of the `server` block.
     pub fn heartbeat(&self) -> HeartbeatConfig {
         HeartbeatConfig {
@@ -204,6 +234,7 @@ mod tests {
             "ports": { "rpc": 5647 },
             "server": { "enabled": true, "bootstrap_expect": 3,
                         "heartbeat_grace": "30s",
+                        "eval_nack_timeout": "90s", "eval_delivery_limit": 5,
                         "server_join": { "retry_join": ["a", "b"], "retry_interval": "15s" } }
         }"#;
         let c: Config = serde_json::from_str(json).unwrap();
@@ -212,6 +243,17 @@ mod tests {
         assert_eq!(c.server.server_join.retry_interval, Duration::from_secs(15));
         assert_eq!(c.heartbeat().grace, Duration::from_secs(30));
         assert_eq!(c.heartbeat().min_ttl, Duration::from_secs(10));
+        assert_eq!(c.broker().nack_timeout_ns, 90_000_000_000);
+        assert_eq!(c.broker().delivery_limit, 5);
+        assert_eq!(c.validate(), Ok(()));
+        let defaults = Config::default();
+        assert_eq!(defaults.broker(), crate::broker::BrokerConfig::default());
+        let mut zero = Config::default();
+        zero.server.eval_delivery_limit = 0;
+        assert!(zero.validate().unwrap_err().contains("eval_delivery_limit"));
+        zero = Config::default();
+        zero.server.eval_nack_timeout = Duration::ZERO;
+        assert!(zero.validate().unwrap_err().contains("eval_nack_timeout"));
         // The client's settings share the file and are not this module's business.
         let shared: Config =
             serde_json::from_str(r#"{"client": {"enabled": true}, "server": {"enabled": true}}"#)

@@ -352,7 +352,7 @@ impl PipelineConfig {
         } else {
             n
         };
-        PipelineConfig { workers, broker: BrokerConfig::default() }
+        PipelineConfig { workers, broker: handle.config().broker() }
     }
 }
 
