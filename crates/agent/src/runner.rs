@@ -136,16 +136,6 @@ fn invocation_id() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
-/// Why a task cannot be set up by this agent, if it uses what the agent does not implement yet.
-fn unsupported_setup(task: &Task) -> Option<String> {
-    (!task.templates.is_empty()).then(|| {
-        format!(
-            "this orc agent does not support template blocks yet; remove them from task {:?} or render the files another way",
-            task.name
-        )
-    })
-}
-
 fn event(kind: &str, message: impl Into<String>) -> TaskEvent {
     let message = message.into();
     TaskEvent {
@@ -772,6 +762,65 @@ async fn fetch_artifacts(
     .unwrap_or_else(|e| Err(crate::artifact::ArtifactError(format!("fetching artifacts: {e}"))))
 }
 
+/// Renders the task's templates into its directory; returns the variables of `env = true`
+/// templates for the task's environment.
+async fn render_templates(
+    env: &RunnerEnv,
+    alloc: &Allocation,
+    job: &Job,
+    task: &Task,
+    alloc_dir: &Path,
+) -> Result<Vec<(String, String)>, String> {
+    let (task_env, _) = build_task_env(env, alloc, job, task, alloc_dir);
+    let task_dir = alloc_dir.join(&task.name);
+    let templates = task.templates.clone();
+    let render = move || {
+        let mut vars = Vec::new();
+        for t in &templates {
+            let dest_rel = task_env.interpolate(&t.dest_path);
+            let fail = |m: String| format!("template {dest_rel}: {m}");
+            let text = if t.source_path.is_empty() {
+                t.embedded_tmpl.clone()
+            } else {
+                // Nomad's file sandbox: a source is read from inside the task directory.
+                let source = task_env.interpolate(&t.source_path);
+                let path = crate::artifact::contained(&task_dir, &source).map_err(|e| fail(e.0))?;
+                std::fs::read_to_string(&path)
+                    .map_err(|e| fail(format!("source {}: {e}", path.display())))?
+            };
+            let parsed = template::parse(&text, &t.left_delim, &t.right_delim).map_err(|e| {
+                let (line, col) = e.line_col(&text);
+                fail(format!("line {line}, column {col}: {}", e.message))
+            })?;
+            let out = parsed.render(&|k| task_env.env.get(k).cloned());
+            let dest = crate::artifact::contained(&task_dir, &dest_rel).map_err(|e| fail(e.0))?;
+            let mode = if t.perms.is_empty() { "644" } else { t.perms.as_str() };
+            let mode = u32::from_str_radix(mode, 8).map_err(|_| fail(format!("perms {mode:?}")))?;
+            write_file(&dest, out.as_bytes(), mode)
+                .map_err(|e| fail(format!("{}: {e}", dest.display())))?;
+            if t.envvars {
+                vars.extend(template::parse_env_file(&out).map_err(fail)?);
+            }
+        }
+        Ok(vars)
+    };
+    tokio::task::spawn_blocking(render)
+        .await
+        .unwrap_or_else(|e| Err(format!("rendering templates: {e}")))
+}
+
+/// Writes `bytes` to `path` with `mode`, replacing it whole (write then rename).
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("orc-tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Why the supervision loop of one invocation ended.
 enum Ended {
     Exited(ExitResult),
@@ -803,20 +852,6 @@ async fn run_task(
         let _ = outcome.send(Some(true));
         return;
     };
-    // Templates and artifacts are accepted by job files (Nomad's meaning) but this agent cannot
-    // yet render or fetch them; running the task without them would silently change what the
-    // job means, so the task fails loudly instead, and restarting cannot help.
-    if let Some(message) = unsupported_setup(&task) {
-        shared.update(&name, |s| {
-            s.state = "dead".into();
-            s.failed = true;
-            s.finished_at = Some(rfc3339_now());
-            s.events.push(event("Setup Failure", message));
-            s.events.push(event("Not Restarting", "Error was unrecoverable"));
-        });
-        let _ = outcome.send(Some(true));
-        return;
-    }
     let group = job.task_groups.iter().find(|g| g.name == alloc.task_group);
     let policy = task
         .restart_policy
@@ -888,7 +923,35 @@ async fn run_task(
                         }
                     }
                 }
-                let spec = build_spec(&shared.env, &alloc, &job, &task, &alloc_dir);
+                // Templates render before every start, so a restart sees what they say now.
+                let template_env = if task.templates.is_empty() {
+                    Vec::new()
+                } else {
+                    let rendered =
+                        render_templates(&shared.env, &alloc, &job, &task, &alloc_dir).await;
+                    match rendered {
+                        Ok(vars) => vars,
+                        Err(message) => {
+                            shared.push_event(&name, event("Task hook failed", message));
+                            if restart_or_stop(
+                                &shared,
+                                &name,
+                                &mut tracker,
+                                -1,
+                                true,
+                                &mut commands,
+                            )
+                            .await
+                            {
+                                continue;
+                            }
+                            let _ = outcome.send(Some(true));
+                            return;
+                        }
+                    }
+                };
+                let mut spec = build_spec(&shared.env, &alloc, &job, &task, &alloc_dir);
+                spec.env.extend(template_env);
                 match driver.start(&spec).await {
                     Ok(h) => {
                         shared.set_handle(&name, Some(h.clone()));

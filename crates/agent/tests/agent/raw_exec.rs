@@ -344,21 +344,84 @@ async fn a_broken_allocation_watch_is_reopened_from_the_last_index_without_resta
 }
 
 #[tokio::test]
-async fn templates_fail_loudly_rather_than_being_ignored() {
+async fn templates_render_into_the_task_dir_and_env_templates_reach_the_task() {
     let dir = tempfile::tempdir().unwrap();
     let servers = FakeServers::new();
-    let _c = client(servers.clone(), dir.path(), None).await;
-    let mut task = sh_task("web", "sleep 30");
+    let c = client(servers.clone(), dir.path(), None).await;
+    let mut task = sh_task(
+        "web",
+        "echo \"key=$KEY alloc=$FROM_TEMPLATE\"; cat local/app.conf; stat -c %a secrets/file.env; sleep 60",
+    );
     task.templates.push(model::Template {
-        embedded_tmpl: "KEY=value".into(),
+        embedded_tmpl: "KEY=\"value one\"\nFROM_TEMPLATE={{ env \"NOMAD_ALLOC_ID\" }}\n".into(),
         dest_path: "secrets/file.env".into(),
+        envvars: true,
+        perms: "600".into(),
+        ..model::Template::default()
+    });
+    task.templates.push(model::Template {
+        embedded_tmpl: "task=[[ env \"NOMAD_TASK_NAME\" ]] {{ kept }}\n".into(),
+        dest_path: "local/app.conf".into(),
+        left_delim: "[[".into(),
+        right_delim: "]]".into(),
         ..model::Template::default()
     });
     let job = job("tmpl", JobType::Service, vec![task]);
     let a = alloc(&job, &[]);
     servers.place(a.clone(), job);
-    let r = servers
-        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status == ClientStatus::Failed)
+    servers
+        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status == ClientStatus::Running)
         .await;
-    assert_eq!(events(&r, "web"), ["Received", "Setup Failure", "Not Restarting"]);
+    let stdout = dir.path().join("alloc").join(&a.id).join("alloc/logs/web.stdout.0");
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&stdout).is_ok_and(|t| t.lines().count() >= 3)
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&stdout).unwrap(),
+        format!("key=value one alloc={}\ntask=web {{{{ kept }}}}\n600\n", a.id)
+    );
+    servers.stop(&a.id);
+    servers.wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal()).await;
+    c.shutdown();
+}
+
+#[tokio::test]
+async fn a_template_that_cannot_render_fails_the_task_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let _c = client(servers.clone(), dir.path(), None).await;
+    // (name, source, data, destination, reason)
+    let cases = [
+        ("dest", "", "x", "../../../../outside", "leaves the task directory"),
+        ("source", "../../../../../etc/hostname", "", "local/out", "leaves the task directory"),
+        ("missing", "local/nope.tpl", "", "local/out", "No such file"),
+    ];
+    let mut placed = Vec::new();
+    for (name, source, data, dest, _) in cases {
+        let mut task = sh_task("t", "echo ran; sleep 60");
+        task.templates.push(model::Template {
+            source_path: source.into(),
+            embedded_tmpl: data.into(),
+            dest_path: dest.into(),
+            ..model::Template::default()
+        });
+        let job = job(&format!("tmpl-{name}"), JobType::Service, vec![task]);
+        let a = alloc(&job, &[]);
+        servers.place(a.clone(), job);
+        placed.push(a);
+    }
+    for ((name, _, _, _, reason), a) in cases.iter().zip(&placed) {
+        let r = servers
+            .wait_report(&a.id, Duration::from_secs(10), |r| {
+                r.client_status == ClientStatus::Failed
+            })
+            .await;
+        let evs = &r.task_states["t"].events;
+        let failed = evs.iter().find(|e| e.event_type == "Task hook failed");
+        let failed = failed.unwrap_or_else(|| panic!("{name}: {:?}", events(&r, "t")));
+        assert!(failed.display_message.contains(reason), "{name}: {}", failed.display_message);
+        assert!(!events(&r, "t").contains(&"Started".to_string()), "{name} started anyway");
+    }
+    assert!(!dir.path().join("outside").exists());
 }

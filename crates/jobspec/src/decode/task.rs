@@ -435,6 +435,19 @@ pub(super) fn template(cx: &mut Cx, b: &Blk) -> Option<Template> {
         }
         t.wait = Some(wait);
     }
+    // orc's agent renders a subset of the template language; anything outside it is refused
+    // here, pointing at the data, rather than rendered wrongly at run time. (`source` files are
+    // read on the node, and checked there.)
+    if let Some(a) = f.attr("data") {
+        if let Err(e) = template::parse(&t.embedded_tmpl, &t.left_delim, &t.right_delim) {
+            let (line, col) = e.line_col(&t.embedded_tmpl);
+            cx.error_hint(
+                &a.span(),
+                format!("template data (its line {line}, column {col}): {}", e.message),
+                "orc renders plain text, {{ env \"NAME\" }} and string literals; render other files before the job runs, or fetch them with an artifact block",
+            );
+        }
+    }
     Some(t)
 }
 

@@ -521,6 +521,68 @@ fn artifacts_are_fetched_into_the_task_and_other_getters_are_refused_at_validati
 }
 
 #[test]
+fn templates_render_env_files_and_unsupported_functions_are_refused_at_validation() {
+    let agent = DevAgent::start();
+    // Shaped like the corpus's minio job: a static env file, plus the allocation's ID.
+    let job = agent.dir.path().join("tmpl.job");
+    std::fs::write(
+        &job,
+        r#"job "tmpl" {
+  datacenters = ["*"]
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo \"access=$MINIO_ACCESS_KEY\"; cat local/id.txt; sleep 600"]
+      }
+      template {
+        data = <<EOH
+MINIO_ACCESS_KEY="superSecretMinioAccessKey"
+MINIO_SECRET_KEY="superSecretMinioSecretKey"
+EOH
+        destination = "secrets/file.env"
+        env         = true
+      }
+      template {
+        data        = "alloc {{ env \"NOMAD_ALLOC_ID\" }}\n"
+        destination = "local/id.txt"
+        perms       = "600"
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    let out = agent.orc(&["run", "-detach", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = only_alloc(&agent, "tmpl");
+    agent.wait(Duration::from_secs(20), "running tmpl", |a| status_of(a, &id) == "running");
+    let mut logs = String::new();
+    agent.wait(Duration::from_secs(10), "the task's output", |a| {
+        logs = stdout(&a.orc(&["alloc", "logs", &id, "t"]));
+        logs.contains("alloc ")
+    });
+    assert_eq!(logs, format!("access=superSecretMinioAccessKey\nalloc {id}\n"));
+
+    // A function orc does not render is refused when the job is submitted, at its line.
+    let bad = agent.dir.path().join("bad.job");
+    std::fs::write(
+        &bad,
+        "job \"bad\" {\n  datacenters = [\"*\"]\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/true\"\n      }\n      template {\n        data        = \"db={{ key \\\"db/host\\\" }}\"\n        destination = \"local/db.conf\"\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let out = agent.orc(&["run", "-detach", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("bad.job:10:"), "{err}");
+    assert!(err.contains("Consul KV"), "{err}");
+    let out = agent.orc(&["stop", "tmpl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn crash_restarts_per_policy_then_fails_and_is_rescheduled_and_batch_exit_codes() {
     let agent = DevAgent::start();
     let job = agent.dir.path().join("crash.job");
