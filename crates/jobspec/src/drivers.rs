@@ -52,18 +52,19 @@ pub const POT_KEYS: &[&str] = &[
 /// The keys of the raw_exec driver's config.
 pub const RAW_EXEC_KEYS: &[&str] = &["args", "command"];
 
-struct Checker<'a, 's, 'e> {
-    src: &'a Source<'s>,
-    diags: &'a mut Vec<Diagnostic>,
+/// Where a finding goes: a positioned diagnostic for job files, a plain message for jobs that
+/// arrive as JSON.
+type Report<'a> = &'a mut dyn FnMut(&Span, String, Option<String>);
+
+struct Checker<'a, 'e> {
+    report: Report<'a>,
     entries: &'a [ConfigEntry<'e>],
     driver: &'a str,
 }
 
-impl Checker<'_, '_, '_> {
+impl Checker<'_, '_> {
     fn error(&mut self, span: &Span, message: impl Into<String>, hint: Option<String>) {
-        let mut d = self.src.diag(span, message);
-        d.hint = hint;
-        self.diags.push(d);
+        (self.report)(span, message.into(), hint);
     }
 
     /// An entry whose value is known.
@@ -210,7 +211,71 @@ pub(crate) fn validate(
     entries: &[ConfigEntry],
     diags: &mut Vec<Diagnostic>,
 ) {
-    let mut c = Checker { src, diags, entries, driver: task.driver };
+    let mut report = |span: &Span, message: String, hint: Option<String>| {
+        let mut d = src.diag(span, message);
+        d.hint = hint;
+        diags.push(d);
+    };
+    check(task, entries, &mut report);
+}
+
+/// Checks the driver `config` of every task of `job`, a job that did not come from a job file
+/// (the API's JSON): the same rules as for job files, without positions. Each finding names the
+/// group and the task; the fields are named in the message.
+pub fn validate_job(job: &model::Job) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    for group in &job.task_groups {
+        let group_ports: Vec<String> = group
+            .networks
+            .iter()
+            .flat_map(|n| n.reserved_ports.iter().chain(&n.dynamic_ports))
+            .map(|p| p.label.clone())
+            .collect();
+        // A task without a driver is the caller's finding ("missing driver"), as for job files.
+        for t in group.tasks.iter().filter(|t| !t.driver.is_empty()) {
+            let mut ports = group_ports.clone();
+            if let Some(r) = &t.resources {
+                let own =
+                    r.networks.iter().flat_map(|n| n.reserved_ports.iter().chain(&n.dynamic_ports));
+                ports.extend(own.map(|p| p.label.clone()));
+            }
+            let entries: Vec<ConfigEntry> = t
+                .config
+                .iter()
+                .map(|(k, v)| ConfigEntry {
+                    key: k,
+                    key_span: 0..0,
+                    value_span: 0..0,
+                    value: v.clone(),
+                    evaluated: true,
+                    item_spans: Vec::new(),
+                })
+                .collect();
+            let none = 0..0;
+            let info = TaskInfo {
+                driver: &t.driver,
+                driver_span: &none,
+                task_name: &t.name,
+                task_name_span: &none,
+                config_span: None,
+                ports: &ports,
+            };
+            let mut report = |_: &Span, message: String, hint: Option<String>| {
+                let hint = hint.map(|h| format!(" ({h})")).unwrap_or_default();
+                errors.push(format!("group {:?}, task {:?}: {message}{hint}", group.name, t.name));
+            };
+            check(&info, &entries, &mut report);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn check(task: &TaskInfo, entries: &[ConfigEntry], report: Report<'_>) {
+    let mut c = Checker { report, entries, driver: task.driver };
     match task.driver {
         "pot" => pot(&mut c, task),
         "raw_exec" => raw_exec(&mut c, task),
@@ -224,7 +289,7 @@ pub(crate) fn validate(
     }
 }
 
-fn pot(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
+fn pot(c: &mut Checker<'_, '_>, task: &TaskInfo) {
     // pot names the jail `<task>_<alloc>` and turns every '.' into '_', while the driver keeps
     // the dots; the names then differ and every later pot command fails.
     if task.task_name.contains('.') {
@@ -300,7 +365,7 @@ fn pot(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
 /// arguments the driver never passes (`-B`, `-i <ip>`), so pot refuses them (pot-contract 1.6).
 const POT_NETWORK_MODES: &[&str] = &["public-bridge", "host", "inherit"];
 
-fn network_mode(c: &mut Checker<'_, '_, '_>) {
+fn network_mode(c: &mut Checker<'_, '_>) {
     let Some(mode) = c.string("network_mode") else { return };
     if POT_NETWORK_MODES.contains(&mode.as_str()) || mode.contains("${") {
         return;
@@ -381,7 +446,7 @@ fn check_pot_attribute(name: &str, value: &str) -> Result<(), (String, Option<St
 }
 
 /// `port_map = { label = "80" }` (or a list of such maps, as the driver's spec allows).
-fn port_map(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
+fn port_map(c: &mut Checker<'_, '_>, task: &TaskInfo) {
     let Some(e) = c.get("port_map") else { return };
     let span = e.value_span.clone();
     let maps: Vec<serde_json::Map<String, Value>> = match &e.value {
@@ -440,7 +505,7 @@ fn port_map(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
     }
 }
 
-fn raw_exec(c: &mut Checker<'_, '_, '_>, task: &TaskInfo) {
+fn raw_exec(c: &mut Checker<'_, '_>, task: &TaskInfo) {
     c.unknown_keys(RAW_EXEC_KEYS);
     let at = task.config_span.unwrap_or(task.driver_span).clone();
     c.require("command", &at, "\"/usr/local/bin/app\"");

@@ -17,7 +17,7 @@ mod quotes;
 mod vars;
 
 pub use diag::{Diagnostic, Diagnostics};
-pub use drivers::{DRIVERS, POT_KEYS, RAW_EXEC_KEYS};
+pub use drivers::{validate_job as validate_job_drivers, DRIVERS, POT_KEYS, RAW_EXEC_KEYS};
 
 use diag::Source;
 use std::collections::BTreeMap;

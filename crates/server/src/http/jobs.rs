@@ -276,6 +276,10 @@ pub(crate) fn validate(job: &Job) -> Result<(), ApiError> {
             }
         }
     }
+    // The per-driver `config` rules job files get from jobspec, for jobs sent as JSON.
+    if let Err(driver_errs) = jobspec::validate_job_drivers(job) {
+        errs.extend(driver_errs);
+    }
     if errs.is_empty() {
         Ok(())
     } else {
@@ -800,6 +804,32 @@ mod tests {
             "Enforcing job modify index 6: job exists with conflicting job modify index: 7"
         );
         assert_eq!(check_index(None, 3).unwrap_err().status(), 409);
+    }
+
+    #[test]
+    fn json_jobs_get_the_driver_config_checks_of_job_files() {
+        let mut job: Job = serde_json::from_value(serde_json::json!({
+            "ID": "web", "Name": "web", "Priority": 50,
+            "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [
+                {"Name": "www", "Driver": "pot", "Config": {
+                    "image": "https://example.org/img", "pot": "nginx", "tag": "1.0",
+                    "port_map": {"http": "80"}, "mount": ["relative:/jail"], "imagee": 1}},
+                {"Name": "sh", "Driver": "raw_exec", "Config": {"args": ["-c"]}},
+                {"Name": "d", "Driver": "docker", "Config": {}}
+            ]}]
+        }))
+        .unwrap();
+        job.canonicalize();
+        let e = validate(&job).unwrap_err().to_string();
+        let expected = [
+            "5 error(s) occurred:\n",
+            r#"* group "g", task "www": unknown attribute "imagee" in pot task config (did you mean "image"? valid keys are: args, attributes, command, copy, extra_hosts, image, mount, mount_read_only, network_mode, port_map, pot, tag)"#,
+            r#"* group "g", task "www": mount entry "relative:/jail": the host path "relative" must be absolute (paths must start with /)"#,
+            r#"* group "g", task "www": port_map refers to port "http", which is not declared (declare it in the group: `network { port "http" {} }`)"#,
+            r#"* group "g", task "sh": raw_exec task config needs "command" (add `command = "/usr/local/bin/app"`)"#,
+            r#"* group "g", task "d": unknown driver "docker" (orc's drivers are: pot, raw_exec)"#,
+        ];
+        assert_eq!(e, expected.join("\n"));
     }
 
     #[test]

@@ -304,7 +304,8 @@ async fn untrusted_bodies_and_bad_requests() {
 
     // Go-style lenient keys: lower case, nulls, unknown fields reported, Count defaulting to 1.
     let body = json!({"job": {"id": "lenient", "type": "batch", "Colour": "blue", "Constraints": null,
-        "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "pot", "Config": {"x": 1}}]}]}});
+        "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "raw_exec",
+        "Config": {"command": "/bin/true"}}]}]}});
     let r = api.put("/v1/jobs", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["Warnings"], "ignored unknown fields: Job.Colour");
@@ -590,4 +591,26 @@ async fn last_contact_is_zero_on_the_leader_and_grows_on_a_follower_cut_off_from
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = contact(&on_follower.get("/v1/status/leader?stale").await);
     assert!(second >= first + 300, "last contact {first} ms, then {second} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_jobs_get_the_driver_config_checks_of_job_files() {
+    let api = start_api(1, "minipot").await;
+    let mut job = nginx_job();
+    job["Job"]["TaskGroups"][0]["Tasks"][0]["Config"]["port_map"] = json!({"https": "443"});
+    job["Job"]["TaskGroups"][0]["Tasks"][0]["Config"].as_object_mut().unwrap().remove("image");
+    for path in ["/v1/jobs", "/v1/job/nginx-minipot", "/v1/job/nginx-minipot/plan"] {
+        let r = api.put(path, &job).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(
+            r.body,
+            "2 error(s) occurred:\n\n\
+             * group \"group1\", task \"www1\": pot task config needs \"image\" (add `image = \
+             \"https://potluck.honeyguide.net/nginx-nomad\"`)\n\
+             * group \"group1\", task \"www1\": port_map refers to port \"https\", which is not \
+             declared (declared ports are: http)",
+            "{path}"
+        );
+    }
+    assert_eq!(api.get("/v1/job/nginx-minipot").await.status, 404, "nothing was registered");
 }
