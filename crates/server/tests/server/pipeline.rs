@@ -271,3 +271,99 @@ async fn a_new_leader_rebuilds_the_pipeline_from_replicated_state() {
     })
     .await
 }
+
+/// A failed allocation whose reschedule is not due yet gets a follow-up evaluation that waits
+/// exactly as long as its job's reschedule policy says for this attempt (here the third:
+/// exponential from 20 s after 20 s and 40 s, capped at 70 s), and the broker holds it until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_reschedule_gets_a_followup_evaluation_at_the_policy_delay() {
+    with_timeout(async {
+        let cluster = Cluster::start(1).await;
+        let h = cluster.node(0).clone();
+        cluster.leader().await;
+        let p = run_pipeline(&h, 2);
+        for id in ["n1", "n2"] {
+            h.write(Command::NodeRegister { node: Box::new(node(id, 1024)) }).await.unwrap();
+        }
+        let Command::JobRegister { mut job, eval: first } = register("web", 1, 100) else {
+            unreachable!()
+        };
+        job.task_groups[0].reschedule_policy = Some(model::ReschedulePolicy {
+            attempts: 0,
+            interval: Duration::ZERO,
+            delay: Duration::from_secs(20),
+            delay_function: "exponential".into(),
+            max_delay: Duration::from_secs(70),
+            unlimited: true,
+        });
+        h.write(Command::JobRegister { job, eval: first }).await.unwrap();
+        let placed = wait_for(&h, "the allocation", |s| {
+            let a = s.allocs_by_job("default", "web").first().map(|a| (*a).clone());
+            (a.is_some(), a)
+        })
+        .await
+        .unwrap();
+
+        // It is the third placement: two reschedules happened before, 20 s and 40 s apart.
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as i64;
+        let sec = 1_000_000_000i64;
+        let mut history = placed.clone();
+        history.reschedule_tracker = Some(model::RescheduleTracker {
+            events: [(20, now - 100 * sec), (40, now - 50 * sec)]
+                .into_iter()
+                .map(|(delay, at)| model::RescheduleEvent {
+                    reschedule_time: at,
+                    prev_alloc_id: uuid(),
+                    prev_node_id: "n1".into(),
+                    delay: Duration::from_secs(delay),
+                })
+                .collect(),
+        });
+        let results = server::state::PlanResults {
+            eval_id: uuid(),
+            allocs: vec![history],
+            ..Default::default()
+        };
+        h.write(Command::PlanResults(results)).await.unwrap();
+
+        // The agent reports the failure now.
+        let failed_at = now + sec;
+        h.write(Command::AllocClientUpdate {
+            updates: vec![server::state::AllocClientUpdate {
+                alloc_id: placed.id.clone(),
+                client_status: model::ClientStatus::Failed,
+                client_description: "task failed".into(),
+                modify_time: failed_at,
+                ..Default::default()
+            }],
+            evals: vec![eval("web", TriggeredBy::AllocFailure)],
+        })
+        .await
+        .unwrap();
+        let (followup, linked) = wait_for(&h, "a follow-up evaluation", |s| {
+            let f = s
+                .evals_by_job("default", "web")
+                .into_iter()
+                .find(|e| e.wait_until > 0)
+                .map(|e| (e.id.clone(), e.wait_until, e.status, e.triggered_by));
+            let linked = s.alloc(&placed.id).map(|a| a.followup_eval_id.clone());
+            (f.is_some(), (f, linked))
+        })
+        .await;
+        let (id, wait_until, status, triggered_by) = followup.unwrap();
+        // 20 s × 2 × 2 = 80 s, capped at 70 s, counted from the failure.
+        assert_eq!(wait_until, failed_at + 70 * sec);
+        assert_eq!((status, triggered_by), (EvalStatus::Pending, TriggeredBy::AllocFailure));
+        assert_eq!(linked.as_deref(), Some(id.as_str()));
+        // Nothing replaces it before then: the broker holds the follow-up.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let live = wait_for(&h, "", |s| (true, s.allocs_by_job("default", "web").len())).await;
+        assert_eq!(live, 1, "no replacement before the follow-up is due");
+        let still = wait_for(&h, "", |s| (true, s.eval(&id).map(|e| e.status))).await;
+        assert_eq!(still, Some(EvalStatus::Pending));
+        p.abort();
+    })
+    .await
+}
