@@ -48,6 +48,10 @@ fn job(name: &str, count: u32, script: &str) -> String {
   datacenters = ["*"]
   group "g" {{
     count = {count}
+    # 50 tasks at Nomad's default 300 MB each would need 15 GB free on the bench machine.
+    ephemeral_disk {{
+      size = 30
+    }}
     task "t" {{
       driver = "raw_exec"
       config {{
@@ -55,6 +59,10 @@ fn job(name: &str, count: u32, script: &str) -> String {
         args    = ["-c", "{script}"]
       }}
       kill_timeout = "1s"
+      logs {{
+        max_files     = 2
+        max_file_size = 10
+      }}
     }}
   }}
 }}
