@@ -213,7 +213,8 @@ pub struct RescheduleEvent {
 #[serde(rename_all = "PascalCase", default)]
 pub struct AllocDeploymentStatus {
     pub healthy: Option<bool>,
-    /// Unix nanoseconds.
+    /// Unix nanoseconds; RFC 3339 in JSON, as Go's `time.Time` that Nomad sends.
+    #[serde(with = "crate::time::rfc3339")]
     pub timestamp: i64,
     pub canary: bool,
     /// The Raft index at which the health was last written.

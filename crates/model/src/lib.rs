@@ -10,6 +10,7 @@ pub mod eval;
 pub mod job;
 pub mod node;
 pub mod service;
+pub mod time;
 
 pub use alloc::*;
 pub use eval::*;

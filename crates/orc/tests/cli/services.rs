@@ -528,7 +528,10 @@ fn allocation_health_follows_checks_task_states_and_the_deadline() {
     // Healthy only after min_healthy_time of passing checks: the verdict comes at least 2s
     // after the task started (StartedAt has whole seconds, hence the one-second allowance).
     let started = rfc3339_secs(good["TaskStates"]["web"]["StartedAt"].as_str().unwrap());
-    let decided = good["DeploymentStatus"]["Timestamp"].as_i64().unwrap() / 1_000_000_000;
+    // Nomad sends Go's time.Time: RFC 3339 with nanoseconds.
+    let stamp = good["DeploymentStatus"]["Timestamp"].as_str().unwrap_or_default();
+    assert!(stamp.ends_with('Z') && stamp.len() == 30, "{stamp}");
+    let decided = rfc3339_secs(stamp);
     assert!(decided >= started + 1, "started {started}, decided {decided}");
 
     let id = good["ID"].as_str().unwrap();
