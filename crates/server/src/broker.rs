@@ -9,7 +9,7 @@
 
 use model::Evaluation;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 
 type JobKey = (String, String);
 
@@ -95,16 +95,16 @@ pub enum NackOutcome {
 pub struct Broker {
     config: BrokerConfig,
     /// Every evaluation the broker holds, in any stage.
-    evals: HashMap<String, Evaluation>,
+    evals: BTreeMap<String, Evaluation>,
     ready: BinaryHeap<ReadyKey>,
     /// The one evaluation of each job that is ready or out for scheduling.
-    active: HashMap<JobKey, String>,
+    active: BTreeMap<JobKey, String>,
     /// Evaluations of a job waiting behind its active one, by creation index.
-    waiting: HashMap<JobKey, BTreeMap<(u64, String), ()>>,
-    unacked: HashMap<String, Unacked>,
+    waiting: BTreeMap<JobKey, BTreeMap<(u64, String), ()>>,
+    unacked: BTreeMap<String, Unacked>,
     /// Evaluations not yet due, by due time.
     delayed: BTreeMap<(i64, String), ()>,
-    deliveries: HashMap<String, u32>,
+    deliveries: BTreeMap<String, u32>,
     next_token: Token,
 }
 
@@ -277,6 +277,11 @@ impl Broker {
         let delayed = self.delayed.keys().next().map(|(t, _)| *t);
         let unacked = self.unacked.values().map(|u| u.deadline).min();
         delayed.into_iter().chain(unacked).min()
+    }
+
+    /// Deliveries after which an evaluation is failed.
+    pub fn delivery_limit(&self) -> u32 {
+        self.config.delivery_limit
     }
 
     /// Number of evaluations ready to be handed out.

@@ -40,6 +40,9 @@ pub struct Config {
     /// A fixed server ID (tests, the simulator). Normally generated once and kept in `data_dir`.
     #[serde(skip)]
     pub node_id: Option<u64>,
+    /// The wall clock and ID generator (the system's; the simulator passes its own).
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             raft: RaftTiming::default(),
             request_timeout: Duration::from_secs(10),
             node_id: None,
+            clock: crate::clock::Clock::system(),
         }
     }
 }

@@ -37,10 +37,10 @@ pub(crate) async fn run(handle: ServerHandle) {
     let mut backoff = Duration::from_millis(50);
     while handle.is_leader() {
         let applied = handle.applied_index();
-        let now = crate::pipeline::now_unix_nanos();
+        let now = handle.clock().unix_nanos();
         let step = {
             let state = handle.state_lock().read().unwrap_or_else(|e| e.into_inner());
-            step(&state, now, &mut |salt| crate::pipeline::new_eval_id(salt))
+            step(&state, now, &mut |_| handle.clock().uuid())
         };
         let mut failed = false;
         for command in step.commands {

@@ -6,6 +6,7 @@
 
 pub mod blocked;
 pub mod broker;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod drainer;

@@ -327,6 +327,7 @@ async fn update_allocs(
     server: &ServerHandle,
     updates: Vec<AllocClientUpdate>,
 ) -> Result<u64, Error> {
+    let clock = server.clock().clone();
     let evals = server
         .read(Consistency::Stale, |s| {
             let mut evals: BTreeMap<(String, String), Evaluation> = BTreeMap::new();
@@ -342,7 +343,7 @@ async fn update_allocs(
                 let job = s.job(&alloc.namespace, &alloc.job_id);
                 let key = (alloc.namespace.clone(), alloc.job_id.clone());
                 evals.entry(key).or_insert_with(|| Evaluation {
-                    id: new_eval_id(&u.alloc_id, u.modify_time),
+                    id: clock.uuid(),
                     namespace: alloc.namespace.clone(),
                     priority: job.map_or(50, |j| j.priority),
                     job_type: job.map(|j| j.job_type).unwrap_or_default(),
@@ -359,25 +360,6 @@ async fn update_allocs(
         .await?;
     let written = server.write(Command::AllocClientUpdate { updates, evals }).await?;
     Ok(written.index)
-}
-
-/// A UUID-shaped evaluation ID derived from the failed allocation and the report's time.
-fn new_eval_id(alloc_id: &str, time: i64) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write(alloc_id.as_bytes());
-    h.write_i64(time);
-    let a = h.finish();
-    h.write_u8(1);
-    let b = h.finish();
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
 }
 
 /// Decodes a `node.WatchAllocs` stream, drops keepalives, and ends it with an error after three

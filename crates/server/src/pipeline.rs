@@ -41,21 +41,6 @@ pub(crate) fn seed_for(eval_id: &str, index: u64) -> u64 {
     h.finish()
 }
 
-pub(crate) fn now_unix_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-/// A fresh evaluation ID.
-pub(crate) fn new_eval_id(salt: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    scheduler::Rng::new(seed_for(salt, (now_unix_nanos() as u64) ^ (n << 32))).uuid()
-}
-
 /// Computes the plan for `eval` against `state`, and the command that commits it and completes
 /// the evaluation, without the broker: what `job plan` (a dry run) shows.
 pub fn process(state: &State, eval: &Evaluation, now: i64) -> (Plan, Command) {
@@ -156,6 +141,8 @@ pub(crate) fn results(
 pub struct Cluster {
     pub state: ClusterState,
     pub index: u64,
+    /// Stamps and names the evaluations the view creates (rolling-update continuations).
+    pub clock: crate::clock::Clock,
 }
 
 /// What a [`Cluster::sync`] saw change, for the broker and the blocked tracker.
@@ -172,6 +159,9 @@ pub struct Changes {
     /// Evaluations to create because a new allocation of a job in the middle of a rolling
     /// update became healthy: the scheduler paces destructive updates on health.
     pub rollout: Vec<Evaluation>,
+    /// `node-update` evaluations for jobs left with a live allocation on a down node that no
+    /// evaluation created since will replace (see [`Cluster::sync`]).
+    pub lost: Vec<Evaluation>,
 }
 
 impl Cluster {
@@ -199,12 +189,19 @@ impl Cluster {
                 }
             }
         }
+        // Nodes that went down and allocations that changed on down nodes: their jobs need an
+        // evaluation that sees both, or the allocations are never replaced.
+        let mut down_nodes: Vec<String> = Vec::new();
+        let mut on_down: Vec<String> = Vec::new();
         if changed(Table::Nodes) {
             let mut present = 0;
             for n in s.nodes() {
                 present += 1;
                 if n.modify_index <= since {
                     continue;
+                }
+                if n.status == NodeStatus::Down {
+                    down_nodes.push(n.id.clone());
                 }
                 if n.status == NodeStatus::Ready
                     && n.scheduling_eligibility == SchedulingEligibility::Eligible
@@ -237,6 +234,11 @@ impl Cluster {
             let mut upsert = |cs: &mut ClusterState,
                               a: &crate::state::Row<model::Allocation>,
                               changes: &mut Changes| {
+                if !a.is_terminal()
+                    && s.node(&a.node_id).is_some_and(|n| n.status == NodeStatus::Down)
+                {
+                    on_down.push(a.id.clone());
+                }
                 let before = cs.alloc(&a.id);
                 let was_live = before.is_some_and(|b| !b.is_terminal());
                 if was_live && a.is_terminal() {
@@ -289,6 +291,7 @@ impl Cluster {
                 }
             }
         }
+        changes.lost = self.lost_evals(s, &down_nodes, &on_down);
         if changed(Table::Evals) {
             let mut classify = |e: &Evaluation| match e.status {
                 EvalStatus::Pending => changes.pending.push(e.clone()),
@@ -302,6 +305,60 @@ impl Cluster {
         }
         self.index = s.index();
         changes
+    }
+
+    /// A `node-update` evaluation for each job with a live allocation on a down node and no
+    /// evaluation created at or after both the node went down and the allocation was last
+    /// written. The evaluations a node's `Down` status is written with are computed from the
+    /// state just before it, so a plan committed in between (placed on the node while it was
+    /// still ready) would otherwise leave its allocation lost and never replaced.
+    fn lost_evals(&self, s: &State, down_nodes: &[String], on_down: &[String]) -> Vec<Evaluation> {
+        let mut uncovered: std::collections::BTreeMap<(String, String), (String, u64)> =
+            Default::default();
+        let by_node = down_nodes.iter().flat_map(|n| {
+            s.allocs_by_node(n).into_iter().map(|a| (a.id.clone(), a.node_id.clone()))
+        });
+        let changed =
+            on_down.iter().filter_map(|id| s.alloc(id)).map(|a| (a.id.clone(), a.node_id.clone()));
+        for (alloc_id, node_id) in by_node.chain(changed) {
+            let Some(a) = s.alloc(&alloc_id).filter(|a| !a.is_terminal()) else { continue };
+            let Some(node) = s.node(&node_id).filter(|n| n.status == NodeStatus::Down) else {
+                continue;
+            };
+            let since = node.modify_index.max(a.modify_index);
+            let covered = s.evals_by_job(&a.namespace, &a.job_id).iter().any(|e| {
+                e.create_index >= since
+                    && matches!(
+                        e.status,
+                        EvalStatus::Pending | EvalStatus::Blocked | EvalStatus::Complete
+                    )
+            });
+            if !covered {
+                let key = (a.namespace.clone(), a.job_id.clone());
+                uncovered.entry(key).or_insert((node.id.clone(), node.modify_index));
+            }
+        }
+        let now = self.clock.unix_nanos();
+        uncovered
+            .into_iter()
+            .map(|((namespace, job_id), (node_id, node_modify_index))| {
+                let job = s.job(&namespace, &job_id);
+                Evaluation {
+                    id: self.clock.uuid(),
+                    priority: job.map_or(50, |j| j.priority),
+                    job_type: job.map(|j| j.job_type).unwrap_or_default(),
+                    triggered_by: TriggeredBy::NodeUpdate,
+                    namespace,
+                    job_id,
+                    node_id,
+                    node_modify_index,
+                    status: EvalStatus::Pending,
+                    create_time: now,
+                    modify_time: now,
+                    ..Evaluation::default()
+                }
+            })
+            .collect()
     }
 
     /// An evaluation continuing a rolling update, when the job still runs allocations of an
@@ -318,9 +375,9 @@ impl Cluster {
         if !behind || job.stop || queued {
             return None;
         }
-        let now = now_unix_nanos();
+        let now = self.clock.unix_nanos();
         Some(Evaluation {
-            id: new_eval_id(job_id),
+            id: self.clock.uuid(),
             namespace: namespace.to_owned(),
             priority: job.priority,
             job_type: job.job_type,
@@ -402,7 +459,7 @@ impl Leader {
     }
 
     fn feed(&self, changes: Changes) {
-        let now = now_unix_nanos();
+        let now = self.handle.clock().unix_nanos();
         let mut outbox = Vec::new();
         let mut retry = Vec::new();
         {
@@ -425,6 +482,7 @@ impl Leader {
             }
         }
         outbox.extend(changes.rollout);
+        outbox.extend(changes.lost);
         let ready = {
             let mut broker = lock(&self.broker);
             for e in changes.pending.into_iter().chain(retry) {
@@ -454,11 +512,16 @@ impl Leader {
 
 /// Marks evaluations the broker gave up on as failed, each with a follow-up that retries the
 /// job later, as Nomad's leader does for evaluations past the delivery limit.
-fn failed_with_followups(failed: Vec<Evaluation>, limit: u32, now: i64) -> Vec<Evaluation> {
+pub(crate) fn failed_with_followups(
+    failed: Vec<Evaluation>,
+    limit: u32,
+    clock: &crate::clock::Clock,
+) -> Vec<Evaluation> {
+    let now = clock.unix_nanos();
     let mut out = Vec::new();
     for mut e in failed {
         let mut follow = e.clone();
-        follow.id = new_eval_id(&e.id);
+        follow.id = clock.uuid();
         follow.triggered_by = TriggeredBy::FailedFollowUp;
         follow.status = EvalStatus::Pending;
         follow.status_description.clear();
@@ -501,7 +564,7 @@ async fn lead(handle: &ServerHandle, config: PipelineConfig) {
     let (plans, plan_rx) = mpsc::channel(config.workers.max(1) * 2);
     let leader = Arc::new(Leader {
         handle: handle.clone(),
-        cluster: RwLock::new(Cluster::default()),
+        cluster: RwLock::new(Cluster { clock: handle.clock().clone(), ..Cluster::default() }),
         broker: Mutex::new(Broker::new(config.broker)),
         blocked: Mutex::new(Blocked::new()),
         ready: Notify::new(),
@@ -525,11 +588,11 @@ async fn lead(handle: &ServerHandle, config: PipelineConfig) {
         // into the broker, blocked ones into the tracker.
         {
             let l = leader.clone();
-            let _ = tokio::task::spawn_blocking(move || l.refresh()).await;
+            let _ = handle.clock().blocking(move || l.refresh()).await;
         }
-        let now = now_unix_nanos();
+        let now = handle.clock().unix_nanos();
         let failed = lock(&leader.broker).tick(now);
-        leader.send(failed_with_followups(failed, config.broker.delivery_limit, now));
+        leader.send(failed_with_followups(failed, config.broker.delivery_limit, handle.clock()));
         if lock(&leader.broker).ready_len() > 0 {
             leader.ready.notify_one();
         }
@@ -677,6 +740,59 @@ mod tests {
         let blocked: Vec<_> =
             s.evals().filter(|e| e.status == EvalStatus::Blocked).map(|e| e.id.clone()).collect();
         assert_eq!(blocked, [s.eval("e2").unwrap().blocked_eval.clone()]);
+    }
+
+    fn node_down(evals: Vec<Evaluation>) -> Command {
+        Command::NodeStatus {
+            node_id: "n1".into(),
+            status: NodeStatus::Down,
+            status_description: "node heartbeat missed".into(),
+            evals,
+        }
+    }
+
+    #[test]
+    fn allocations_left_on_a_down_node_without_an_evaluation_get_one() {
+        let (mut s, eval) = state_with(100);
+        let mut cluster = Cluster::default();
+        cluster.sync(&s);
+        let (_, command) = process(&s, &eval, 1);
+        apply(&mut s, 3, command);
+        assert!(cluster.sync(&s).lost.is_empty(), "live allocations on a ready node");
+        // The node goes down with evaluations computed from a state read before the plan
+        // committed: none for this job.
+        apply(&mut s, 4, node_down(Vec::new()));
+        let lost = cluster.sync(&s).lost;
+        assert_eq!(lost.len(), 1);
+        assert_eq!((lost[0].job_id.as_str(), lost[0].node_id.as_str()), ("web", "n1"));
+        assert_eq!(lost[0].triggered_by, TriggeredBy::NodeUpdate);
+        assert_eq!(lost[0].status, EvalStatus::Pending);
+        // Once written, it covers them.
+        apply(&mut s, 5, Command::EvalUpsert { evals: lost });
+        assert!(cluster.sync(&s).lost.is_empty());
+        // A fresh view (a new leader) finds nothing missing either.
+        assert!(Cluster::default().sync(&s).lost.is_empty());
+    }
+
+    #[test]
+    fn a_node_down_written_with_its_evaluations_needs_no_more() {
+        let (mut s, eval) = state_with(100);
+        let (_, command) = process(&s, &eval, 1);
+        apply(&mut s, 3, command);
+        let mut cluster = Cluster::default();
+        cluster.sync(&s);
+        let update = Evaluation {
+            id: "e2".into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            triggered_by: TriggeredBy::NodeUpdate,
+            status: EvalStatus::Pending,
+            ..Evaluation::default()
+        };
+        apply(&mut s, 4, node_down(vec![update]));
+        assert!(cluster.sync(&s).lost.is_empty());
+        // A new leader that missed the original one still finds the down node covered.
+        assert!(Cluster::default().sync(&s).lost.is_empty());
     }
 
     #[test]

@@ -15,18 +15,21 @@ pub(crate) async fn run(leader: Arc<Leader>, mut plans: mpsc::Receiver<Submissio
     while let Some(s) = plans.recv().await {
         let l = leader.clone();
         let plan = s.plan;
-        let verified = tokio::task::spawn_blocking(move || {
-            l.refresh();
-            let cluster = l.cluster.read().unwrap_or_else(|e| e.into_inner());
-            let verdict = scheduler::verify_plan(&cluster.state, &plan);
-            (plan, verdict)
-        })
-        .await;
-        let Ok((plan, verdict)) = verified else {
+        let verified = leader
+            .handle
+            .clock()
+            .blocking(move || {
+                l.refresh();
+                let cluster = l.cluster.read().unwrap_or_else(|e| e.into_inner());
+                let verdict = scheduler::verify_plan(&cluster.state, &plan);
+                (plan, verdict)
+            })
+            .await;
+        let Some((plan, verdict)) = verified else {
             // The verification task panicked: the worker's reply channel drops and it nacks.
             continue;
         };
-        let now = pipeline::now_unix_nanos();
+        let now = leader.handle.clock().unix_nanos();
         let results = pipeline::results(&plan, &verdict, &s.eval, Some(s.finish), now);
         let empty =
             results.allocs.is_empty() && results.stops.is_empty() && results.evals.is_empty();

@@ -54,7 +54,7 @@ openraft::declare_raft_types!(
         Entry = Entry<TypeConfig>,
         SnapshotData = Vec<u8>,
         Responder = openraft::impls::OneshotResponder<TypeConfig>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = crate::clock::SeededRuntime,
 );
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -381,10 +381,15 @@ fn read_err(e: impl std::fmt::Display) -> SError {
     StorageIOError::read(AnyError::error(e.to_string())).into()
 }
 
-/// Runs a blocking store call (a flush) off the async executor.
+/// Runs a blocking store call (a flush) off the async executor, or inline for a store that
+/// never waits on a disk (see [`Store::blocks_on_io`]).
 async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, SError> {
+    if !store.blocks_on_io() {
+        return f().map_err(store_err);
+    }
     tokio::task::spawn_blocking(f).await.map_err(store_err)?.map_err(store_err)
 }
 
@@ -451,7 +456,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.store.put_meta(MetaKey::Vote, &codec::encode(vote)).map_err(store_err)?;
         // A vote must survive a crash, or this server could vote twice in one term.
         let store = self.store.clone();
-        blocking(move || store.flush()).await
+        blocking(&self.store, move || store.flush()).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, SError> {
@@ -489,7 +494,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // openraft counts an entry towards commit only after this callback, so acknowledging
         // only after the flush is what makes every acknowledged write survive a crash.
         let store = self.store.clone();
-        let flushed = blocking(move || store.flush()).await;
+        let flushed = blocking(&self.store, move || store.flush()).await;
         match flushed {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -511,7 +516,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // behind the marker (harmless) rather than a gap in front of it.
         self.store.put_meta(MetaKey::LastPurged, &codec::encode(&log_id)).map_err(store_err)?;
         let store = self.store.clone();
-        blocking(move || store.flush()).await?;
+        blocking(&self.store, move || store.flush()).await?;
         self.store.purge_through(log_id.index).map_err(store_err)
     }
 }
@@ -581,7 +586,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // Encoding a large state takes a while; openraft runs this concurrently with `apply`,
         // and the blocking pool keeps it off the async workers. The snapshot must be durable
         // before openraft purges the log entries it replaces.
-        let data = blocking(move || {
+        let data = blocking(&self.store, move || {
             let data = codec::encode_compressed(&SnapshotData { state });
             store.save_snapshot(&StoredSnapshot { meta, data: data.clone() })?;
             store.flush()?;
@@ -655,7 +660,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.load(meta, &snapshot).map_err(store_err)?;
         let stored = StoredSnapshot { meta: codec::encode(meta), data: *snapshot };
         let store = self.store.clone();
-        blocking(move || {
+        blocking(&self.store, move || {
             store.save_snapshot(&stored)?;
             store.flush()
         })

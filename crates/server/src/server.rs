@@ -419,7 +419,8 @@ impl Inner {
             if node.status == NodeStatus::Down {
                 return;
             }
-            let now = unix_nanos();
+            let clock = &self.config.clock;
+            let now = clock.unix_nanos();
             let mut jobs = BTreeMap::new();
             for alloc in state.allocs_by_node(node_id) {
                 if !alloc.is_terminal() {
@@ -431,7 +432,7 @@ impl Inner {
                 .map(|(namespace, job_id)| {
                     let job = state.job(&namespace, &job_id);
                     Evaluation {
-                        id: new_uuid(),
+                        id: clock.uuid(),
                         priority: job.map_or(50, |j| j.priority),
                         job_type: job.map(|j| j.job_type).unwrap_or_default(),
                         triggered_by: TriggeredBy::NodeUpdate,
@@ -654,25 +655,6 @@ async fn track_liveness(inner: Arc<Inner>) {
     }
 }
 
-/// A random UUID-shaped ID for evaluations the server creates.
-fn new_uuid() -> String {
-    let (a, b) = (random_id(), random_id());
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
-}
-
-fn unix_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// Joins or bootstraps the cluster, retrying `retry_join` until this server is part of a Raft
 /// configuration. The cluster bootstraps once `bootstrap_expect` servers know of each other;
 /// exactly one of them, the one with the lowest address, initialises it with all of them, so
@@ -759,6 +741,11 @@ impl ServerHandle {
     /// The configuration this server runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The wall clock and ID generator everything this server stamps or invents reads.
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.inner.config.clock
     }
 
     /// The live state, for the pipeline's incremental cluster view, which must read it without

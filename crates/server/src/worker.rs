@@ -19,13 +19,14 @@ enum WorkerError {
     ApplierGone,
     #[error(transparent)]
     Server(#[from] crate::Error),
-    #[error("scheduler task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
+    #[error("scheduler task panicked")]
+    SchedulerPanicked,
 }
 
 pub(crate) async fn run(leader: Arc<Leader>) {
+    let clock = leader.handle.clock().clone();
     loop {
-        let next = pipeline::lock(&leader.broker).dequeue(pipeline::now_unix_nanos());
+        let next = pipeline::lock(&leader.broker).dequeue(clock.unix_nanos());
         let Some((eval, token)) = next else {
             // A missed notification costs at most this long.
             let _ = tokio::time::timeout(Duration::from_secs(1), leader.ready.notified()).await;
@@ -34,7 +35,7 @@ pub(crate) async fn run(leader: Arc<Leader>) {
         match process(&leader, &eval).await {
             Ok(()) => match pipeline::lock(&leader.broker).ack(&eval.id, token) {
                 Ok(superseded) => {
-                    let now = pipeline::now_unix_nanos();
+                    let now = clock.unix_nanos();
                     leader.send(
                         superseded
                             .into_iter()
@@ -54,14 +55,13 @@ pub(crate) async fn run(leader: Arc<Leader>) {
             },
             Err(e) => {
                 tracing::warn!(eval = %eval.id, error = %e, "evaluation failed; nacking");
-                let now = pipeline::now_unix_nanos();
-                let outcome = pipeline::lock(&leader.broker).nack(&eval.id, token, now);
+                let outcome =
+                    pipeline::lock(&leader.broker).nack(&eval.id, token, clock.unix_nanos());
                 if let Ok(NackOutcome::Failed(e)) = outcome {
-                    let mut e = *e;
-                    e.status = EvalStatus::Failed;
-                    e.status_description = "evaluation reached delivery limit".into();
-                    e.modify_time = now;
-                    leader.send(vec![e]);
+                    // Failed with a follow-up that retries the job later, as when the nack
+                    // timeout runs out: without it the job would never be evaluated again.
+                    let limit = pipeline::lock(&leader.broker).delivery_limit();
+                    leader.send(pipeline::failed_with_followups(vec![*e], limit, &clock));
                 }
                 // Errors mostly mean the leader is losing its quorum; do not spin on them.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -75,7 +75,12 @@ async fn process(leader: &Arc<Leader>, eval: &Evaluation) -> Result<(), WorkerEr
     for _ in 0..attempts {
         let l = leader.clone();
         let e = eval.clone();
-        let (plan, finish) = tokio::task::spawn_blocking(move || schedule(&l, &e)).await?;
+        let (plan, finish) = leader
+            .handle
+            .clock()
+            .blocking(move || schedule(&l, &e))
+            .await
+            .ok_or(WorkerError::SchedulerPanicked)?;
         let (reply, verdict) = tokio::sync::oneshot::channel();
         let submission = Submission { plan, eval: eval.clone(), finish, reply };
         leader.plans.send(submission).await.map_err(|_| WorkerError::ApplierGone)?;
@@ -87,9 +92,10 @@ async fn process(leader: &Arc<Leader>, eval: &Evaluation) -> Result<(), WorkerEr
     }
     // Like Nomad's worker after too many refused plans: the evaluation fails and a blocked one
     // takes over, to run again when capacity changes.
-    let now = pipeline::now_unix_nanos();
+    let clock = leader.handle.clock();
+    let now = clock.unix_nanos();
     let mut blocked = eval.clone();
-    blocked.id = pipeline::new_eval_id(&eval.id);
+    blocked.id = clock.uuid();
     blocked.triggered_by = TriggeredBy::MaxPlanAttempts;
     blocked.status = EvalStatus::Blocked;
     blocked.status_description = "created due to placement conflicts".into();
@@ -110,7 +116,7 @@ async fn process(leader: &Arc<Leader>, eval: &Evaluation) -> Result<(), WorkerEr
 /// async workers.
 fn schedule(leader: &Leader, eval: &Evaluation) -> (scheduler::Plan, Vec<Evaluation>) {
     leader.refresh();
-    let now = pipeline::now_unix_nanos();
+    let now = leader.handle.clock().unix_nanos();
     let (job, superseded) = {
         let state = leader.handle.state_lock().read().unwrap_or_else(|e| e.into_inner());
         (

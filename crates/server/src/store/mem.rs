@@ -33,6 +33,10 @@ impl MemStore {
 }
 
 impl Store for MemStore {
+    fn blocks_on_io(&self) -> bool {
+        false
+    }
+
     fn append(&self, entries: &[StoredEntry]) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let mut expected = inner.log.keys().next_back().map(|last| last + 1);

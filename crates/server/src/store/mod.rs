@@ -98,6 +98,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every earlier mutation durable. Blocks until the data is on stable storage.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Whether calls may wait on the disk. Raft runs the slow ones (flushes, snapshots) on
+    /// tokio's blocking pool when they may, and inline otherwise, which keeps a simulation on
+    /// an in-memory store deterministic (a thread pool finishes in real time).
+    fn blocks_on_io(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
