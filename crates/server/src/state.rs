@@ -50,6 +50,9 @@ pub struct State {
     allocs: BTreeMap<String, Row<Allocation>>,
     allocs_by_node: BTreeMap<String, BTreeSet<String>>,
     allocs_by_job: BTreeMap<JobKey, BTreeSet<String>>,
+    /// Allocations per job and task group by client status, kept as allocations change so a job
+    /// listing does not read every allocation. Derived, like the other indexes.
+    summaries: BTreeMap<JobKey, BTreeMap<String, AllocCounts>>,
     nodes: BTreeMap<String, Row<Node>>,
     services: BTreeMap<String, Row<ServiceRegistration>>,
     journal: Journal,
@@ -96,6 +99,55 @@ impl Journal {
 pub struct ChangedIds<'a> {
     pub allocs: BTreeSet<&'a str>,
     pub evals: BTreeSet<&'a str>,
+}
+
+/// How many allocations of one task group are in each client status (Nomad's `TaskGroupSummary`
+/// without the queued count, which comes from the job's latest evaluation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AllocCounts {
+    pub pending: u64,
+    pub running: u64,
+    pub complete: u64,
+    pub failed: u64,
+    pub lost: u64,
+    pub unknown: u64,
+}
+
+impl AllocCounts {
+    fn slot(&mut self, status: ClientStatus) -> &mut u64 {
+        match status {
+            ClientStatus::Pending => &mut self.pending,
+            ClientStatus::Running => &mut self.running,
+            ClientStatus::Complete => &mut self.complete,
+            ClientStatus::Failed => &mut self.failed,
+            ClientStatus::Lost => &mut self.lost,
+            ClientStatus::Unknown => &mut self.unknown,
+        }
+    }
+}
+
+/// Counts `a` in (`add`) or out of its job's summary.
+fn count(
+    summaries: &mut BTreeMap<JobKey, BTreeMap<String, AllocCounts>>,
+    a: &Allocation,
+    add: bool,
+) {
+    let key = (a.namespace.clone(), a.job_id.clone());
+    let groups = summaries.entry(key.clone()).or_default();
+    let counts = groups.entry(a.task_group.clone()).or_default();
+    let slot = counts.slot(a.client_status);
+    if add {
+        *slot += 1;
+        return;
+    }
+    debug_assert!(*slot > 0, "summary of {key:?} lost count of {}", a.id);
+    *slot = slot.saturating_sub(1);
+    if *counts == AllocCounts::default() {
+        groups.remove(&a.task_group);
+        if groups.is_empty() {
+            summaries.remove(&key);
+        }
+    }
 }
 
 /// A change to the state: exactly what a Raft log entry carries.
@@ -302,6 +354,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             }
             for id in alloc_ids {
                 if let Some(alloc) = state.allocs.remove(&id) {
+                    count(&mut state.summaries, &alloc, false);
                     state.journal.note(index, Changed::Alloc(id.clone()));
                     let key = (alloc.namespace.clone(), alloc.job_id.clone());
                     remove_from_index(&mut state.allocs_by_job, &key, &id);
@@ -321,7 +374,9 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
                 // Nomad ignores such reports and so do we.
                 let Some(alloc) = state.allocs.get_mut(&u.alloc_id) else { continue };
                 state.journal.note(index, Changed::Alloc(u.alloc_id.clone()));
+                count(&mut state.summaries, alloc, false);
                 alloc.client_status = u.client_status;
+                count(&mut state.summaries, alloc, true);
                 alloc.client_description = u.client_description;
                 alloc.task_states = u.task_states;
                 if let Some(mut d) = u.deployment_status {
@@ -601,6 +656,16 @@ impl State {
         self.ids_to(&self.allocs_by_node, &node_id.to_owned(), &self.allocs)
     }
 
+    /// The job's allocations per task group and client status, old versions' groups included;
+    /// kept up to date by `apply`, so reading it costs nothing per allocation.
+    pub fn job_alloc_counts(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Option<&BTreeMap<String, AllocCounts>> {
+        self.summaries.get(&(namespace.to_owned(), job_id.to_owned()))
+    }
+
     pub fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<&Allocation> {
         self.ids_to(&self.allocs_by_job, &(namespace.to_owned(), job_id.to_owned()), &self.allocs)
     }
@@ -724,6 +789,10 @@ impl State {
             }
             alloc.modify_index = index;
             alloc.alloc_modify_index = index;
+            if let Some(existing) = self.allocs.get(&alloc.id) {
+                count(&mut self.summaries, existing, false);
+            }
+            count(&mut self.summaries, &alloc, true);
             let key = (alloc.namespace.clone(), alloc.job_id.clone());
             self.allocs_by_node.entry(alloc.node_id.clone()).or_default().insert(alloc.id.clone());
             self.allocs_by_job.entry(key.clone()).or_default().insert(alloc.id.clone());
@@ -738,7 +807,9 @@ impl State {
             alloc.desired_status = DesiredStatus::Stop;
             alloc.desired_description = stop.desired_description;
             if let Some(status) = stop.client_status {
+                count(&mut self.summaries, alloc, false);
                 alloc.client_status = status;
+                count(&mut self.summaries, alloc, true);
             }
             if let Some(followup) = stop.followup_eval_id {
                 alloc.followup_eval_id = followup;
@@ -848,6 +919,7 @@ impl State {
                 .entry((alloc.namespace.clone(), alloc.job_id.clone()))
                 .or_default()
                 .insert(alloc.id.clone());
+            count(&mut state.summaries, &alloc, true);
             state.allocs.insert(alloc.id.clone(), alloc);
         }
         for node in s.nodes {

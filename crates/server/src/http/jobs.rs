@@ -151,21 +151,19 @@ struct Children {
     dead: u64,
 }
 
-/// The job's summary, computed from its allocations and its latest evaluation's queue (Nomad
-/// keeps a summary table; orc derives it, through the per-job index).
+/// The job's summary: the state's per-group allocation counts (kept as allocations change, as
+/// Nomad's summary table) and its latest evaluation's queue.
 fn summary_of<'a>(s: &'a State, j: &'a Job) -> Summary<'a> {
     let mut groups: BTreeMap<&str, GroupSummary> =
         j.task_groups.iter().map(|g| (g.name.as_str(), GroupSummary::default())).collect();
-    for a in s.allocs_by_job(&j.namespace, &j.id) {
-        let Some(g) = groups.get_mut(a.task_group.as_str()) else { continue };
-        match a.client_status {
-            ClientStatus::Pending => g.starting += 1,
-            ClientStatus::Running => g.running += 1,
-            ClientStatus::Complete => g.complete += 1,
-            ClientStatus::Failed => g.failed += 1,
-            ClientStatus::Lost => g.lost += 1,
-            ClientStatus::Unknown => g.unknown += 1,
-        }
+    for (name, c) in s.job_alloc_counts(&j.namespace, &j.id).into_iter().flatten() {
+        let Some(g) = groups.get_mut(name.as_str()) else { continue };
+        g.starting = c.pending;
+        g.running = c.running;
+        g.complete = c.complete;
+        g.failed = c.failed;
+        g.lost = c.lost;
+        g.unknown = c.unknown;
     }
     let latest = s.evals_by_job(&j.namespace, &j.id).into_iter().max_by_key(|e| e.create_index);
     if let Some(latest) = latest {

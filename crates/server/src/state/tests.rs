@@ -366,3 +366,61 @@ fn applying_a_command_twice_changes_nothing_but_indexes() {
         assert_eq!(content(&state), content(&once), "re-applying command {i}: {command:?}");
     }
 }
+
+/// Job summaries recounted from every allocation, the way the API computed them before the
+/// state kept them.
+fn recount(state: &State) -> BTreeMap<JobKey, BTreeMap<String, AllocCounts>> {
+    let mut out: BTreeMap<JobKey, BTreeMap<String, AllocCounts>> = BTreeMap::new();
+    for a in state.allocs() {
+        let key = (a.namespace.clone(), a.job_id.clone());
+        let c = out.entry(key).or_default().entry(a.task_group.clone()).or_default();
+        *c.slot(a.client_status) += 1;
+    }
+    out
+}
+
+#[test]
+fn job_summaries_follow_every_allocation_change_and_survive_snapshots() {
+    let mut history = busy_history();
+    let report = |id: &str, status| Command::AllocClientUpdate {
+        updates: vec![AllocClientUpdate {
+            alloc_id: id.into(),
+            client_status: status,
+            ..AllocClientUpdate::default()
+        }],
+        evals: vec![],
+    };
+    history.push(report("a1", ClientStatus::Running));
+    history.push(report("a2", ClientStatus::Failed));
+    history.push(Command::PlanResults(PlanResults {
+        // An in-place update of a1, a new a3, and a2 stopped as lost.
+        allocs: vec![alloc("a1", "web", "n1"), alloc("a3", "web", "n1")],
+        stops: vec![AllocStop {
+            alloc_id: "a2".into(),
+            client_status: Some(ClientStatus::Lost),
+            ..AllocStop::default()
+        }],
+        ..PlanResults::default()
+    }));
+    history.push(report("a3", ClientStatus::Complete));
+    history.push(report("gone", ClientStatus::Running));
+    history
+        .push(Command::EvalDelete { eval_ids: vec![], alloc_ids: vec!["a2".into(), "a3".into()] });
+    let mut state = State::new();
+    for (i, command) in history.into_iter().enumerate() {
+        apply(&mut state, i as u64 + 1, command.clone());
+        let kept: BTreeMap<JobKey, BTreeMap<String, AllocCounts>> = state
+            .jobs()
+            .filter_map(|j| {
+                let c = state.job_alloc_counts(&j.namespace, &j.id)?;
+                Some(((j.namespace.clone(), j.id.clone()), c.clone()))
+            })
+            .collect();
+        assert_eq!(kept, recount(&state), "after {command:?}");
+        let restored = State::from_snapshot(state.to_snapshot());
+        assert_eq!(restored.summaries, state.summaries, "restored after {command:?}");
+    }
+    let web = state.job_alloc_counts("default", "web").unwrap();
+    assert_eq!(web["g"], AllocCounts { running: 1, ..AllocCounts::default() });
+    assert!(state.job_alloc_counts("default", "api").is_none(), "a2 was collected");
+}
