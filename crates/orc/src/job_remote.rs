@@ -157,6 +157,17 @@ fn fields(out: &mut String, fields: &Value, indent: &str) {
     }
 }
 
+/// Nomad's `ObjectDiff`s: `+/- Name {`, its fields and nested objects two spaces in, `}`.
+fn objects(out: &mut String, list: &Value, indent: &str) {
+    for o in list.as_array().into_iter().flatten() {
+        let _ = writeln!(out, "{indent}{}{} {{", prefix(marker(&s(o, "Type"))), s(o, "Name"));
+        let inner = format!("{indent}  ");
+        fields(out, &o["Fields"], &inner);
+        objects(out, &o["Objects"], &inner);
+        let _ = writeln!(out, "{indent}}}");
+    }
+}
+
 /// Renders Nomad's `JobDiff` as `nomad job plan` does.
 fn format_diff(diff: &Value, verbose: bool) -> String {
     let mut out = String::new();
@@ -164,6 +175,7 @@ fn format_diff(diff: &Value, verbose: bool) -> String {
     let _ = writeln!(out, "{}Job: {:?}", prefix(marker(&kind)), s(diff, "ID"));
     if kind != "Added" || verbose {
         fields(&mut out, &diff["Fields"], "");
+        objects(&mut out, &diff["Objects"], "");
     }
     for tg in diff["TaskGroups"].as_array().into_iter().flatten() {
         let updates: Vec<String> = tg["Updates"]
@@ -176,6 +188,7 @@ fn format_diff(diff: &Value, verbose: bool) -> String {
         let _ = writeln!(out, "{m}Task Group: {:?}{suffix}", s(tg, "Name"));
         if s(tg, "Type") != "Added" || verbose {
             fields(&mut out, &tg["Fields"], "  ");
+            objects(&mut out, &tg["Objects"], "  ");
         }
         for t in tg["Tasks"].as_array().into_iter().flatten() {
             let tk = s(t, "Type");
@@ -192,6 +205,7 @@ fn format_diff(diff: &Value, verbose: bool) -> String {
             let _ = writeln!(out, "  {m}Task: {:?}{ann}", s(t, "Name"));
             if tk == "Edited" || (tk != "None" && verbose) {
                 fields(&mut out, &t["Fields"], "    ");
+                objects(&mut out, &t["Objects"], "    ");
             }
         }
     }

@@ -201,7 +201,7 @@ fn nginx_walkthrough_like_the_seed() {
         expect![[r#"
             + Job: "nginx-minipot"
             + Task Group: "group1" (1 create)
-              + Task: "www1" (forces create/destroy update)
+              + Task: "www1" (forces create)
 
             Scheduler dry-run:
             - All tasks successfully allocated.
@@ -588,4 +588,45 @@ fn node_drain_monitors_the_migration_until_it_completes() {
     let moved = allocs.as_array().unwrap().iter().find(|a| a["DesiredStatus"] == "run").unwrap();
     assert_ne!(moved["NodeID"], node.as_str(), "the allocation moved to the other node");
     assert_eq!(moved["PreviousAllocation"], alloc["ID"]);
+}
+
+#[test]
+fn plan_prints_nested_changes_like_nomad() {
+    let c = start(2);
+    c.ok(&["run", "-detach", "examples/nginx.job"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.job");
+    let edited = std::fs::read_to_string(repo().join("examples/nginx.job"))
+        .unwrap()
+        .replace("tag = \"1.1.13\"", "tag = \"1.2.0\"")
+        .replace("tags = [\"nginx\", \"www\"]", "tags = [\"nginx\", \"web\"]")
+        .replace("memory = 64", "memory = 128")
+        .replace("  type = \"service\"", "  type = \"service\"\n  meta {\n    team = \"web\"\n  }");
+    std::fs::write(&path, edited).unwrap();
+    let plan = c.orc(&["plan", path.to_str().unwrap()]);
+    assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+    check(
+        stdout(&plan).split("\nJob Modify Index").next().unwrap(),
+        expect![[r#"
+            +/- Job: "nginx-minipot"
+            + Meta[team]: "web"
+            +/- Task Group: "group1" (1 create/destroy update)
+              +/- Task: "www1" (forces create/destroy update)
+                +/- Config {
+                  +/- tag: "1.1.13" => "1.2.0"
+                }
+                +/- Resources {
+                  +/- MemoryMB: "64" => "128"
+                }
+                +/- Service {
+                  +/- Tags {
+                    - Tags: "www"
+                    + Tags: "web"
+                  }
+                }
+
+            Scheduler dry-run:
+            - All tasks successfully allocated.
+        "#]],
+    );
 }

@@ -130,53 +130,134 @@ fn same_spec(a: &Job, b: &Job) -> bool {
     strip(a) == strip(b)
 }
 
-/// Flattens scalars (and lists of scalars) of `v` into `Name → rendering`, nested objects with
-/// dotted names. Lists of objects other than groups and tasks are compared whole.
-fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+/// Maps whose entries Nomad diffs as fields named `Map[key]` rather than as an object.
+const KEYED_FIELDS: &[&str] = &["Meta", "Env"];
+
+fn present(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !v.is_null())
+}
+
+fn scalar(v: &Value) -> String {
     match v {
-        Value::Object(o) => {
-            for (k, v) in o {
-                if prefix.is_empty() && SERVER_FIELDS.contains(&k.as_str()) {
-                    continue;
-                }
-                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(v, &name, out);
-            }
-        }
-        Value::Null => {}
-        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
-        other => out.push((prefix.to_owned(), other.to_string())),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
-/// Nomad's field diffs between two objects.
-fn field_diffs(old: Option<&Value>, new: Option<&Value>) -> Vec<Value> {
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    if let Some(o) = old {
-        flatten(o, "", &mut a);
+fn field(kind: &str, name: &str, old: Option<&Value>, new: Option<&Value>) -> Value {
+    json!({"Type": kind, "Name": name, "Old": old.map(scalar).unwrap_or_default(),
+           "New": new.map(scalar).unwrap_or_default(), "Annotations": null})
+}
+
+/// The singular Nomad names list elements by: `Constraints` → `Constraint`.
+fn singular(name: &str) -> String {
+    if let Some(stem) = name.strip_suffix("ies") {
+        format!("{stem}y")
+    } else {
+        name.strip_suffix('s').unwrap_or(name).to_owned()
     }
-    if let Some(n) = new {
-        flatten(n, "", &mut b);
+}
+
+/// Nomad's `FieldDiff`s and `ObjectDiff`s between two JSON objects of the same type: scalars
+/// are fields, nested structs are objects (recursively), lists of scalars are set objects whose
+/// fields carry the list's name, lists of structs are matched by value (an element that
+/// changed is one object deleted and one added). Only changes are listed; `skip` names fields
+/// diffed elsewhere (task groups, tasks) or kept by the server.
+fn diff_members(
+    old: Option<&Value>,
+    new: Option<&Value>,
+    skip: &[&str],
+) -> (Vec<Value>, Vec<Value>) {
+    let (mut fields, mut objects) = (Vec::new(), Vec::new());
+    let empty = Map::new();
+    let o = present(old).and_then(Value::as_object).unwrap_or(&empty);
+    let n = present(new).and_then(Value::as_object).unwrap_or(&empty);
+    let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    for k in keys {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        let (ov, nv) = (present(o.get(k)), present(n.get(k)));
+        let is = |f: fn(&Value) -> bool| ov.is_some_and(f) || nv.is_some_and(f);
+        if is(Value::is_object) && KEYED_FIELDS.contains(&k.as_str()) {
+            let (om, nm) = (ov.and_then(Value::as_object), nv.and_then(Value::as_object));
+            let sub: BTreeSet<&String> = om.into_iter().chain(nm).flat_map(|m| m.keys()).collect();
+            for key in sub {
+                let name = format!("{k}[{key}]");
+                let (a, b) = (om.and_then(|m| m.get(key)), nm.and_then(|m| m.get(key)));
+                if let Some(f) = scalar_diff(&name, a, b) {
+                    fields.push(f);
+                }
+            }
+        } else if is(Value::is_object) {
+            push_object(&mut objects, object_diff(k, ov, nv, &[]));
+        } else if is(Value::is_array) {
+            let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+            let (ol, nl) = (list(ov), list(nv));
+            if ol.iter().chain(&nl).all(|e| !e.is_object() && !e.is_array()) {
+                let mut set = Vec::new();
+                for e in ol.iter().filter(|e| !nl.contains(e)) {
+                    set.push(field("Deleted", k, Some(e), None));
+                }
+                for e in nl.iter().filter(|e| !ol.contains(e)) {
+                    set.push(field("Added", k, None, Some(e)));
+                }
+                if !set.is_empty() {
+                    let kind = match (ol.is_empty(), nl.is_empty()) {
+                        (true, false) => "Added",
+                        (false, true) => "Deleted",
+                        _ => "Edited",
+                    };
+                    objects.push(json!({"Type": kind, "Name": k, "Fields": set, "Objects": []}));
+                }
+            } else {
+                // Elements with a `Name` (services, checks, ...) are matched by it, as Nomad
+                // does, so a changed one is one edited object; the rest by value.
+                let name = singular(k);
+                let named = |e: &Value| e["Name"].as_str().map(str::to_owned);
+                let find = |l: &[Value], n: &Option<String>| {
+                    n.as_ref().and_then(|_| l.iter().find(|x| named(x) == *n).cloned())
+                };
+                for e in ol.iter().filter(|e| !nl.contains(e)) {
+                    let other = find(&nl, &named(e));
+                    push_object(&mut objects, object_diff(&name, Some(e), other.as_ref(), &[]));
+                }
+                for e in nl.iter().filter(|e| !ol.contains(e)) {
+                    if find(&ol, &named(e)).is_none() {
+                        push_object(&mut objects, object_diff(&name, None, Some(e), &[]));
+                    }
+                }
+            }
+        } else if let Some(f) = scalar_diff(k, ov, nv) {
+            fields.push(f);
+        }
     }
-    let names: BTreeSet<&String> = a.iter().chain(&b).map(|(k, _)| k).collect();
-    let get = |list: &Vec<(String, String)>, k: &String| {
-        list.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    (fields, objects)
+}
+
+/// Keeps an object diff that shows something: changed, and not an empty map or struct.
+fn push_object(objects: &mut Vec<Value>, d: Value) {
+    let empty = |k: &str| d[k].as_array().is_none_or(|a| a.is_empty());
+    if d["Type"] != "None" && !(empty("Fields") && empty("Objects")) {
+        objects.push(d);
+    }
+}
+
+fn scalar_diff(name: &str, old: Option<&Value>, new: Option<&Value>) -> Option<Value> {
+    let kind = match (old, new) {
+        (None, Some(_)) => "Added",
+        (Some(_), None) => "Deleted",
+        (Some(a), Some(b)) if scalar(a) != scalar(b) => "Edited",
+        _ => return None,
     };
-    names
-        .into_iter()
-        .filter_map(|k| {
-            let (o, n) = (get(&a, k), get(&b, k));
-            let kind = match (&o, &n) {
-                (None, Some(_)) => "Added",
-                (Some(_), None) => "Deleted",
-                (Some(x), Some(y)) if x != y => "Edited",
-                _ => return None,
-            };
-            Some(json!({"Type": kind, "Name": k, "Old": o.unwrap_or_default(),
-                        "New": n.unwrap_or_default(), "Annotations": null}))
-        })
-        .collect()
+    Some(field(kind, name, old, new))
+}
+
+/// Nomad's `ObjectDiff`.
+fn object_diff(name: &str, old: Option<&Value>, new: Option<&Value>, skip: &[&str]) -> Value {
+    let (fields, objects) = diff_members(old, new, skip);
+    let kind = kind_of(present(old), present(new), &fields, !objects.is_empty());
+    json!({"Type": kind, "Name": name, "Fields": fields, "Objects": objects})
 }
 
 fn kind_of(
@@ -193,11 +274,12 @@ fn kind_of(
     }
 }
 
-/// Nomad's `JobDiff`: fields of the job, then each group and task matched by name.
+/// Nomad's `JobDiff`: fields and objects of the job, then each group and task matched by name,
+/// each with its own fields and objects.
 fn job_diff(old: Option<&Job>, new: &Job, updates: &Map<String, Value>) -> Value {
     let old_v = old.map(|j| serde_json::to_value(j).unwrap_or(Value::Null));
     let new_v = serde_json::to_value(new).unwrap_or(Value::Null);
-    let fields = field_diffs(old_v.as_ref(), Some(&new_v));
+    let (fields, objects) = diff_members(old_v.as_ref(), Some(&new_v), SERVER_FIELDS);
     let groups = |v: Option<&Value>| -> Vec<Value> {
         v.and_then(|v| v["TaskGroups"].as_array().cloned()).unwrap_or_default()
     };
@@ -209,7 +291,7 @@ fn job_diff(old: Option<&Job>, new: &Job, updates: &Map<String, Value>) -> Value
     let mut any_child = false;
     for name in names {
         let (o, n) = (by_name(&og, &name), by_name(&ng, &name));
-        let gfields = field_diffs(o.as_ref(), n.as_ref());
+        let (gfields, gobjects) = diff_members(o.as_ref(), n.as_ref(), SERVER_FIELDS);
         let tasks = |g: &Option<Value>| {
             g.as_ref().and_then(|g| g["Tasks"].as_array().cloned()).unwrap_or_default()
         };
@@ -220,14 +302,19 @@ fn job_diff(old: Option<&Job>, new: &Job, updates: &Map<String, Value>) -> Value
         let mut task_changed = false;
         for t in tnames {
             let (a, b) = (by_name(&ot, &t), by_name(&nt, &t));
-            let tf = field_diffs(a.as_ref(), b.as_ref());
-            let kind = kind_of(a.as_ref(), b.as_ref(), &tf, false);
+            let (tf, to) = diff_members(a.as_ref(), b.as_ref(), SERVER_FIELDS);
+            let kind = kind_of(a.as_ref(), b.as_ref(), &tf, !to.is_empty());
             task_changed |= kind != "None";
-            let annotations =
-                if kind == "None" { Value::Null } else { json!(["forces create/destroy update"]) };
-            task_diffs.push(json!({"Type": kind, "Name": t, "Fields": tf, "Objects": null, "Annotations": annotations}));
+            let annotations = match kind {
+                "Added" => json!(["forces create"]),
+                "Deleted" => json!(["forces destroy"]),
+                "Edited" => json!(["forces create/destroy update"]),
+                _ => Value::Null,
+            };
+            task_diffs.push(json!({"Type": kind, "Name": t, "Fields": tf, "Objects": to,
+                                   "Annotations": annotations}));
         }
-        let kind = kind_of(o.as_ref(), n.as_ref(), &gfields, task_changed);
+        let kind = kind_of(o.as_ref(), n.as_ref(), &gfields, task_changed || !gobjects.is_empty());
         any_child |= kind != "None";
         let mut u = Map::new();
         if let Some(Value::Object(counts)) = updates.get(&name) {
@@ -246,13 +333,14 @@ fn job_diff(old: Option<&Job>, new: &Job, updates: &Map<String, Value>) -> Value
                 }
             }
         }
-        tg_diffs.push(json!({"Type": kind, "Name": name, "Fields": gfields, "Objects": null, "Tasks": task_diffs, "Updates": u}));
+        tg_diffs.push(json!({"Type": kind, "Name": name, "Fields": gfields, "Objects": gobjects,
+                             "Tasks": task_diffs, "Updates": u}));
     }
     json!({
-        "Type": kind_of(old_v.as_ref(), Some(&new_v), &fields, any_child),
+        "Type": kind_of(old_v.as_ref(), Some(&new_v), &fields, any_child || !objects.is_empty()),
         "ID": new.id,
         "Fields": fields,
-        "Objects": null,
+        "Objects": objects,
         "TaskGroups": tg_diffs,
     })
 }

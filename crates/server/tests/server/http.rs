@@ -520,6 +520,13 @@ async fn plan_shows_the_diff_and_placements() {
     // Too big to place anywhere: the failure is data with the scheduler's reasons.
     body["Job"]["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMB"] = json!(1_000_000);
     let p = api.put("/v1/job/nginx-minipot/plan", &body).await.json();
+    // Nested like Nomad's: the task's Resources is an object diff with its own fields.
+    assert_eq!(
+        p["Diff"]["TaskGroups"][0]["Tasks"][0]["Objects"],
+        json!([{"Type": "Edited", "Name": "Resources", "Objects": [], "Fields": [
+            {"Type": "Edited", "Name": "MemoryMB", "Old": "64", "New": "1000000",
+             "Annotations": null}]}])
+    );
     let failed = &p["FailedTGAllocs"]["group1"];
     assert_eq!(failed["NodesEvaluated"], 1);
     assert_eq!(failed["DimensionExhausted"]["memory"], 1, "{p}");
