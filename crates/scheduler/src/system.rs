@@ -72,14 +72,20 @@ pub fn schedule_system(run: &mut Run, job: &Job) {
             if node.drain {
                 // The drainer marks system allocations last (or never, with
                 // `IgnoreSystemJobs`); unmarked ones keep running on the draining node.
-                for s in here {
-                    if state.alloc_at(s).desired_transition.should_migrate() {
-                        run.stop(s, DESC_MIGRATING, false, Some(gi));
-                        u.migrate += 1;
-                    } else {
-                        u.ignore += 1;
-                    }
+                let (marked, mut kept): (Vec<_>, Vec<_>) = here
+                    .into_iter()
+                    .partition(|s| state.alloc_at(*s).desired_transition.should_migrate());
+                for s in marked {
+                    run.stop(s, DESC_MIGRATING, false, Some(gi));
+                    u.migrate += 1;
                 }
+                // Duplicates are surplus here too.
+                kept.sort_by_key(|s| state.alloc_at(*s).create_time);
+                for s in kept.drain(1.min(kept.len())..).collect::<Vec<_>>() {
+                    run.stop(s, DESC_NOT_NEEDED, false, Some(gi));
+                    u.stop += 1;
+                }
+                u.ignore += kept.len() as u64;
                 continue;
             }
             let feasible = sel.checker.check(node, state.node_class(n)).is_ok();
