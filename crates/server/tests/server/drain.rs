@@ -189,3 +189,57 @@ async fn a_forced_drain_moves_everything_and_disabling_one_cancels_it() {
     let r = api.post_raw(&format!("/v1/node/{b}/drain"), b"").await;
     assert_eq!((r.status, r.body.as_str()), (400, "Request body is empty"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_carries_on_with_the_drain() {
+    // Three servers, each with its pipeline (the drainer runs on whichever leads); the API is
+    // served by a follower, so every write is forwarded.
+    let mut cluster = super::harness::Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let mut pipelines = Vec::new();
+    for (i, h) in cluster.running() {
+        if i != follower {
+            pipelines.push(tokio::spawn(server::pipeline::run(h.clone())));
+        }
+    }
+    let api =
+        super::http::serve_api(cluster.node(follower).clone(), &server::Config::default()).await;
+    let a = "00000000-0000-4000-8000-000000000000";
+    let b = "00000001-0000-4000-8000-000000000001";
+    let register = |id: &str| Command::NodeRegister { node: Box::new(fake_node(id, "minipot")) };
+    api.handle.write(register(a)).await.unwrap();
+    let mut job = nginx_job();
+    job["Job"]["TaskGroups"][0]["Count"] = json!(2);
+    assert_eq!(api.put("/v1/jobs", &job).await.status, 200);
+    let allocs = api.until(JOB, |a| a.as_array().unwrap().len() == 2).await;
+    report(
+        &api,
+        &ids(&allocs.as_array().unwrap().iter().collect::<Vec<_>>()),
+        ClientStatus::Running,
+    )
+    .await;
+    api.handle.write(register(b)).await.unwrap();
+    let r = api
+        .put(
+            &format!("/v1/node/{a}/drain"),
+            &json!({"DrainSpec": {"Deadline": 3_600_000_000_000u64}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (first, repl) = until_marked(&api, 1, b).await;
+
+    // The leader goes; the next one rebuilds the drain from the replicated state alone.
+    let _gone = cluster.kill(leader).await;
+    report(&api, &first, ClientStatus::Complete).await;
+    report(&api, &repl, ClientStatus::Running).await;
+    let (all, repls) = until_marked(&api, 2, b).await;
+    report(&api, &all, ClientStatus::Complete).await;
+    report(&api, &repls, ClientStatus::Running).await;
+    let node = api.until(&format!("/v1/node/{a}"), |n| n["DrainStrategy"].is_null()).await;
+    assert_eq!(node["LastDrain"]["Status"], "complete");
+    assert_ne!(cluster.leader().await, leader);
+    for p in pipelines {
+        p.abort();
+    }
+}
