@@ -166,6 +166,9 @@ pub fn remove_runtime_files(config: &Config, name: &str) {
     let _ = std::fs::remove_file(status_path(config, name));
     let _ = std::fs::remove_file(main_pid_path(config, name));
     let _ = std::fs::remove_file(config.tmp.join(format!("pot-lock-{name}")));
+    for pid in exec_pids(config, name) {
+        let _ = std::fs::remove_file(exec_pid_path(config, name, pid as u32));
+    }
 }
 
 /// Takes an exclusive `flock` on `$POT_TMP/<file>`, held until the returned file is dropped.
@@ -184,6 +187,26 @@ pub fn lock(config: &Config, file: &str) -> io::Result<File> {
 /// The global lock pot takes for `prepare`, `import`, `clone` and `copy-in` (`lockf -k /tmp/pot-lock-file`).
 pub fn global_lock(config: &Config) -> io::Result<File> {
     lock(config, "pot-lock-file")
+}
+
+/// The record of one running `pot exec` command: `pot_exec_pid_<name>_<pid>` in POT_TMP (a stand-in
+/// file; pot needs none because jail -r finds every process in the jail).
+pub fn exec_pid_path(config: &Config, name: &str, pid: u32) -> PathBuf {
+    config.tmp.join(format!("pot_exec_pid_{name}_{pid}"))
+}
+
+/// The PIDs of the `pot exec` commands still recorded for `name`.
+pub fn exec_pids(config: &Config, name: &str) -> Vec<i32> {
+    let prefix = format!("pot_exec_pid_{name}_");
+    let Ok(dir) = std::fs::read_dir(&config.tmp) else { return Vec::new() };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let file = e.file_name();
+        let pid = file.to_str()?.strip_prefix(&prefix)?;
+        // `name_<pid>` must not match another pot whose name extends this one's.
+        pid.parse::<i32>().ok().filter(|p| *p > 0)
+    })
+    .collect()
 }
 
 /// The main process's PID, if the PID file holds one.

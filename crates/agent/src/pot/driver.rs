@@ -10,7 +10,9 @@
 use super::config::PotConfig;
 use super::plan::{self, PotCommand, PotInvocation, StartOutcome};
 use crate::driver::process::start_time;
-use crate::driver::{Driver, DriverError, ExitResult, Handle, TaskSpec};
+use crate::driver::{
+    Driver, DriverError, ExecOutput, ExitResult, Handle, TaskSpec, MAX_EXEC_OUTPUT,
+};
 use futures::future::BoxFuture;
 use model::DriverInfo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -128,6 +130,42 @@ impl PotDriver {
             s.remove(name);
         })
         .await;
+    }
+
+    /// `pot exec -p <name> <command> <args…>` (script checks): the command's exit status and its
+    /// output, stdout then stderr, cut at [`MAX_EXEC_OUTPUT`] bytes. pot exec runs in its own
+    /// process group; if the future is dropped (the check timed out) the whole group is killed,
+    /// which with real pot includes the jexec'd command. pot's own refusals (exit 1 with a `###>`
+    /// line, e.g. "The pot is not running") are errors carrying pot's words.
+    async fn exec_in(&self, name: &str, argv: &[String]) -> Result<ExecOutput, DriverError> {
+        if name.is_empty() {
+            return Err(DriverError("the task has no pot to run a command in".into()));
+        }
+        let cmd = plan::exec_command(name, argv);
+        let mut c = self.command(&cmd);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = c
+            .spawn()
+            .map_err(|e| DriverError(format!("running {}: {e}", self.config.pot_path.display())))?;
+        let mut group = GroupKill(child.id());
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let (out, err, status) =
+            tokio::join!(read_bounded(stdout), read_bounded(stderr), child.wait());
+        let status = status.map_err(|e| DriverError(format!("waiting for `{cmd}`: {e}")))?;
+        // Finished: the group leader is reaped, so its id may be reused; nothing to kill.
+        group.0 = None;
+        let mut bytes = out;
+        bytes.extend_from_slice(&err);
+        bytes.truncate(MAX_EXEC_OUTPUT);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let code = status.code();
+        if code == Some(1) && text.lines().any(|l| l.starts_with("###>  ")) {
+            return Err(DriverError(format!("`{cmd}` exited 1: {}", text.trim())));
+        }
+        Ok(ExecOutput { exit_code: code, output: text })
     }
 
     async fn exit_code_from_stats(&self, name: &str) -> Option<i32> {
@@ -325,6 +363,21 @@ impl Driver for PotDriver {
         Box::pin(self.destroy_once(&handle.pot_name))
     }
 
+    fn exec<'a>(
+        &'a self,
+        handle: &'a Handle,
+        _spec: &'a TaskSpec,
+        command: &'a str,
+        args: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
+        Box::pin(async move {
+            let mut argv = Vec::with_capacity(args.len() + 1);
+            argv.push(command.to_string());
+            argv.extend(args.iter().cloned());
+            self.exec_in(&handle.pot_name, &argv).await
+        })
+    }
+
     fn recover<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             matches!(
@@ -332,5 +385,35 @@ impl Driver for PotDriver {
                 Ok(Output { status: 0, .. })
             )
         })
+    }
+}
+
+/// Kills a process group when dropped: `pot exec` and whatever it started.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        let pid = self.0.and_then(|p| rustix::process::Pid::from_raw(p as i32));
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Reads a pipe to its end, keeping the first [`MAX_EXEC_OUTPUT`] bytes: a chatty command
+/// cannot make the agent buffer without bound, nor block on a full pipe.
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let Some(mut pipe) = pipe else { return kept };
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = MAX_EXEC_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
     }
 }

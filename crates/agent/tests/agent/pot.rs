@@ -12,6 +12,7 @@ use agent::pot::PotDriverConfig;
 use model::{ClientStatus, JobType, Resources, Task};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn standin() -> PathBuf {
@@ -336,4 +337,108 @@ fn python_missing() -> bool {
         eprintln!("skipped: python3 is needed by the stand-in's test image");
     }
     missing
+}
+
+/// Script checks in a pot: `Driver::exec` runs `pot exec -p <pot> <command> <args…>` (the exact
+/// argv, as nomad-pot-driver does), returns the command's status and output, bounds the output,
+/// kills the command when the caller gives up (a check's timeout drops the future), and reports
+/// pot's own words when pot refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_checks_run_in_the_pot_through_pot_exec() {
+    use agent::driver::{Driver, Handle, TaskSpec};
+    if python_missing() {
+        return;
+    }
+    let env = PotEnv::new();
+    let data = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), data.path(), Some(env.config.clone())).await;
+    let job = job("nginx", JobType::Service, vec![nginx_task(&env)]);
+    let a = alloc(&job, &[("http", free_port())]);
+    servers.place(a.clone(), job);
+    servers
+        .wait_report(&a.id, Duration::from_secs(30), |r| r.client_status == ClientStatus::Running)
+        .await;
+    let name = pot_name_of(&env.commands(), &a.id);
+
+    // The driver as the runner uses it; exec needs only the handle's pot name.
+    let mut config = env.config.clone();
+    config.state_dir = data.path().join("exec-driver");
+    let driver = Arc::new(agent::pot::PotDriver::new(config));
+    let handle = Handle { driver: "pot".into(), pot_name: name.clone(), ..Handle::default() };
+    let spec = TaskSpec {
+        alloc_id: a.id.clone(),
+        task_name: "www1".into(),
+        invocation_id: "00000000".into(),
+        env: BTreeMap::new(),
+        config: BTreeMap::new(),
+        dirs: agent::taskenv::TaskDirs {
+            alloc_dir: String::new(),
+            local_dir: String::new(),
+            secrets_dir: String::new(),
+        },
+        task_dir: PathBuf::new(),
+        stdout_path: PathBuf::new(),
+        stderr_path: PathBuf::new(),
+        host_ports: BTreeMap::new(),
+        memory_mb: 0,
+        cpu_mhz: 0,
+        cores: 0,
+        mhz_per_core: 0,
+    };
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // Status and output of the command, run in the jail (the stand-in's cwd is the jail root).
+    let out = driver
+        .exec(&handle, &spec, "/bin/sh", &args(&["-c", "echo in the jail; pwd; exit 3"]))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, Some(3));
+    let root = env.dir.path().join("pot/jails").join(&name).join("m");
+    assert_eq!(out.output, format!("in the jail\n{}\n", root.display()));
+    assert!(
+        env.commands()
+            .contains(&format!("exec -p {name} /bin/sh -c echo in the jail; pwd; exit 3")),
+        "{:#?}",
+        env.commands()
+    );
+    let out = driver.exec(&handle, &spec, "true", &[]).await.unwrap();
+    assert_eq!((out.exit_code, out.output.as_str()), (Some(0), ""));
+
+    // Output is cut at 4 KiB (as Consul keeps it), however much the command writes.
+    let out = driver
+        .exec(&handle, &spec, "/bin/sh", &args(&["-c", "yes | head -c 100000"]))
+        .await
+        .unwrap();
+    assert_eq!((out.exit_code, out.output.len()), (Some(0), agent::driver::MAX_EXEC_OUTPUT));
+
+    // A caller that gives up drops the future: the command in the jail is killed.
+    let pid_file = root.join("check.pid");
+    let run = {
+        let (driver, handle, spec) = (driver.clone(), handle.clone(), spec.clone());
+        let a = args(&["-c", "echo $$ > check.pid; exec sleep 600"]);
+        tokio::spawn(async move { driver.exec(&handle, &spec, "/bin/sh", &a).await })
+    };
+    let mut pid = None;
+    wait_until(Duration::from_secs(20), || {
+        pid = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok());
+        pid.is_some()
+    })
+    .await;
+    let pid = pid.unwrap();
+    assert!(pot_standin::state::process_exists(pid));
+    run.abort();
+    let alive = move || pot_standin::state::process_exists(pid);
+    wait_until(Duration::from_secs(20), move || !alive()).await;
+
+    // pot refusing (no such running pot) is an error with pot's words, not a check result.
+    let ghost = Handle { pot_name: "ghost_0badf00d_x".into(), ..handle.clone() };
+    let err = driver.exec(&ghost, &spec, "true", &[]).await.unwrap_err();
+    assert!(
+        err.0.contains("`pot exec -p ghost_0badf00d_x true` exited 1")
+            && err.0.contains("###>  The pot is not running"),
+        "{}",
+        err.0
+    );
+    c.shutdown();
 }

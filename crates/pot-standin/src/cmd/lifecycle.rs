@@ -6,7 +6,6 @@
 //! the command exited 0, 125 if it exited non-zero (or died of a signal: 128+N, as `wait` reports it),
 //! 1 if the pot could not start, and 0 if a concurrent `stop`/`destroy -F` is already stopping the pot.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -377,6 +376,13 @@ fn stop_main(ctx: &mut Ctx, name: &str, conf: &PotConf) -> bool {
     if state::process_exists(pid) {
         terminate_group(pid, stop_timeout(conf));
     }
+    // What `pot exec` started runs in the jail too: jail -r ends it.
+    for exec_pid in state::exec_pids(&ctx.config, name) {
+        if state::process_exists(exec_pid) {
+            let _ = jail::signal_process(exec_pid, rustix::process::Signal::KILL);
+        }
+        let _ = std::fs::remove_file(state::exec_pid_path(&ctx.config, name, exec_pid as u32));
+    }
     // With its `pot start` alive, the PID file goes right after the exit is recorded. If that `pot start`
     // is gone (killed), nobody will remove it, and the orphaned main process has been reaped by init:
     // then a short grace period is enough.
@@ -600,7 +606,9 @@ fn getopts_with_list(ctx: &mut Ctx, args: &[String]) -> Result<Vec<crate::getopt
 
 /// `pot exec [-hvdt] [-e var=value] [-u user|-U user] -p pot COMMAND…`. Like `jexec -l`, the command gets a
 /// clean login environment (PATH, HOME, SHELL, USER, TERM) plus the `-e` variables, not `pot.env`.
-/// `-u`/`-U` are accepted, but the command runs as the caller's user; `-t` allocates no pty.
+/// `-u`/`-U` are accepted, but the command runs as the caller's user; `-t` allocates no pty. The command
+/// stays in the caller's process group, as jexec's does, and while it runs its PID is recorded in
+/// POT_TMP so that `stop` ends it as jail -r would.
 pub fn exec(ctx: &mut Ctx, args: &[String]) -> i32 {
     let (opts, rest) = match parse(ctx, "exec", "hvdtp:e:u:U:", args) {
         Parsed::Args(o, r) => (o, r),
@@ -647,10 +655,9 @@ pub fn exec(ctx: &mut Ctx, args: &[String]) -> i32 {
         .env("USER", "root")
         .env("TERM", std::env::var("TERM").unwrap_or_else(|_| "xterm".to_string()))
         .envs(env);
-    // Join the pot's process group so `stop` ends it with the pot, as jail -r does.
-    if let Some(main) = state::main_pid(&ctx.config, &name) {
-        c.process_group(main);
-    }
+    // As in pot, the command (jexec's) stays in the caller's process group, so a caller that kills
+    // that group (a timed-out script check) ends it too. `stop` ends it with the pot, as jail -r
+    // does, through the record `exec_record` leaves in POT_TMP.
     ctx.flush();
     if has(&opts, 'd') {
         return match c.stdin(Stdio::null()).spawn() {
@@ -661,13 +668,21 @@ pub fn exec(ctx: &mut Ctx, args: &[String]) -> i32 {
             }
         };
     }
-    match c.status() {
-        Ok(s) => wait_code(s),
+    let mut child = match c.spawn() {
+        Ok(child) => child,
         Err(e) => {
             let _ = writeln!(ctx.err, "env: {}: {e}", rest[0]);
-            127
+            return 127;
         }
-    }
+    };
+    let record = state::exec_pid_path(&ctx.config, &name, child.id());
+    let _ = std::fs::write(&record, format!("{}\n", child.id()));
+    let code = match child.wait() {
+        Ok(s) => wait_code(s),
+        Err(_) => 1,
+    };
+    let _ = std::fs::remove_file(&record);
+    code
 }
 
 /// The program `env COMMAND` would run inside the jail: a bare name is looked up in the jail's PATH

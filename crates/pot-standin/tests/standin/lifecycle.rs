@@ -169,6 +169,52 @@ fn persistent_pots_have_no_main_process() {
     env.wait_start(idx, LONG).code(0);
 }
 
+/// Reads the PID a command in the pot wrote to `m/<file>`.
+fn pid_in(env: &Env, name: &str, file: &str) -> i32 {
+    let path = env.jail(name).join("m").join(file);
+    let mut pid = None;
+    wait_until(LONG, || {
+        pid = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
+#[test]
+fn exec_commands_die_with_the_callers_group_and_with_the_pot() {
+    use pot_standin::state::process_exists;
+    use std::os::unix::process::CommandExt;
+    let mut env = Env::new();
+    let name = env.prepared("exk", "a1", "sleeper", &[]);
+    let idx = env.start_bg(&name);
+    env.wait_status(&name, "started");
+    let sh = ["sh", "-c", "echo $$ > $0; exec sleep 600"];
+    // A caller that gives up (a timed-out script check) kills pot exec's process group: the
+    // command, which is in that group as jexec's would be, goes with it.
+    let mut exec = env.command(&["exec", "-p", &name, sh[0], sh[1], sh[2], "one.pid"]);
+    let mut exec = exec.process_group(0).spawn().unwrap();
+    let pid = pid_in(&env, &name, "one.pid");
+    let group = rustix::process::Pid::from_raw(exec.id() as i32).unwrap();
+    rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
+    exec.wait().unwrap();
+    wait_until(LONG, || !process_exists(pid));
+    // `pot stop` ends what `pot exec` runs, as jail -r does; pot exec reports the kill.
+    let mut exec =
+        env.command(&["exec", "-p", &name, sh[0], sh[1], sh[2], "two.pid"]).spawn().unwrap();
+    let pid = pid_in(&env, &name, "two.pid");
+    assert!(process_exists(pid));
+    env.pot(&["stop", "-p", &name]).code(0);
+    assert_eq!(exec.wait().unwrap().code(), Some(128 + 9));
+    assert!(!process_exists(pid));
+    let records: Vec<_> = std::fs::read_dir(env.tmp())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pot_exec_pid_"))
+        .collect();
+    assert!(records.is_empty(), "{records:?}");
+    env.wait_start(idx, LONG);
+}
+
 #[test]
 fn exec_runs_in_the_pot_with_its_exit_status() {
     let mut env = Env::new();
