@@ -150,9 +150,12 @@ pub struct DrainStrategy {
     #[serde(with = "nanos")]
     pub deadline: Duration,
     pub ignore_system_jobs: bool,
-    /// Unix nanoseconds at which remaining allocations are stopped; 0 for none.
+    /// Unix nanoseconds at which remaining allocations are stopped; 0 for none. RFC 3339 in
+    /// JSON, as Nomad's `time.Time` (Go's zero time for none).
+    #[serde(with = "crate::time::rfc3339")]
     pub force_deadline: i64,
-    /// Unix nanoseconds at which the drain started.
+    /// Unix nanoseconds at which the drain started; RFC 3339 in JSON.
+    #[serde(with = "crate::time::rfc3339")]
     pub started_at: i64,
 }
 
@@ -237,6 +240,27 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_strategy_times_are_go_times_and_old_integers_still_read() {
+        let d = DrainStrategy {
+            deadline: Duration::from_secs(3600),
+            ignore_system_jobs: false,
+            force_deadline: 0,
+            started_at: 1_700_000_000_000_000_001,
+        };
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"Deadline": 3_600_000_000_000u64, "IgnoreSystemJobs": false,
+                "ForceDeadline": "0001-01-01T00:00:00Z",
+                "StartedAt": "2023-11-14T22:13:20.000000001Z"})
+        );
+        assert_eq!(serde_json::from_value::<DrainStrategy>(v).unwrap(), d);
+        let old = serde_json::json!({"Deadline": 0, "ForceDeadline": 5, "StartedAt": 7});
+        let read: DrainStrategy = serde_json::from_value(old).unwrap();
+        assert_eq!((read.force_deadline, read.started_at), (5, 7));
+    }
 
     #[test]
     fn computed_class_ignores_unique_attributes() {

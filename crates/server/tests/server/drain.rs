@@ -174,7 +174,9 @@ async fn a_forced_drain_moves_everything_and_disabling_one_cancels_it() {
     let r = api.put(&format!("/v1/node/{b}/drain"), &json!({"DrainSpec": {"Deadline": 0}})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let node = api.get(&format!("/v1/node/{b}")).await.json();
-    assert_eq!(node["DrainStrategy"]["ForceDeadline"], 0);
+    // Go's zero time: no deadline. Times are RFC 3339, as Nomad's time.Time.
+    assert_eq!(node["DrainStrategy"]["ForceDeadline"], "0001-01-01T00:00:00Z");
+    assert!(node["DrainStrategy"]["StartedAt"].as_str().unwrap().ends_with('Z'));
     let r = api
         .put(&format!("/v1/node/{b}/drain"), &json!({"DrainSpec": null, "MarkEligible": true}))
         .await;
