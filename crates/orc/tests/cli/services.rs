@@ -907,3 +907,99 @@ fn consul_script_checks_run_in_the_task_and_report_through_ttl() {
     let out = agent.orc(&["stop", "-detach", "nginx-minipot"], work.path());
     assert!(out.status.success());
 }
+
+/// The seed's pot job with its tcp check swapped for a Consul script check: `orc agent` runs the
+/// script in the pot through `pot exec` (the stand-in), and its status reaches the fake Consul:
+/// exit 0 passing, 1 warning, 2 critical, and a script that outlives its timeout is critical.
+#[test]
+fn consul_script_checks_run_in_pots_through_pot_exec() {
+    if !Path::new("/usr/bin/python3").exists() && !Path::new("/usr/local/bin/python3").exists() {
+        eprintln!("skipped: the stand-in's test image needs python3");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeConsul::start(l, None).unwrap()
+    });
+    let agent = Agent::start_with(Some(&fake.url()), |dir| {
+        for d in ["pot/jails", "cache", "tmp", "registry", "work"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        pot_standin::image::build_nginx_test_image(&dir.join("work"), &dir.join("registry"))
+            .unwrap();
+        let d = |s: &str| dir.join(s).display().to_string();
+        format!(
+            "datacenter = \"minipot\"\nplugin \"pot\" {{\n  config {{\n    pot_path = \"{}\"\n    pot_env = {{ POT_FS_ROOT = \"{}\", POT_CACHE = \"{}\", POT_TMP = \"{}\", POT_NETWORK = \"127.{}.10.0/24\" }}\n  }}\n}}\n",
+            standin().display(),
+            d("pot"),
+            d("cache"),
+            d("tmp"),
+            100 + std::process::id() % 50
+        )
+    });
+    let seed = std::fs::read_to_string(super::repo().join("examples/nginx.job")).unwrap();
+    let registry = format!("file://{}", agent.dir.path().join("registry").display());
+    let tcp = r#"type     = "tcp"
+          name     = "tcp"
+          interval = "5s"
+          timeout  = "2s""#;
+    // The stand-in runs exec'd commands in the jail root: the script's exit code is the one in
+    // the file `code` there (0 without one), and a file `hang` makes it outlive its timeout.
+    let script = r#"type     = "script"
+          name     = "script"
+          command  = "/bin/sh"
+          args     = ["-c", "[ -f hang ] && exec sleep 600; echo in the pot; exit $(cat code 2>/dev/null || echo 0)"]
+          interval = "1s"
+          timeout  = "2s""#;
+    assert!(seed.contains(tcp), "the seed's check changed:\n{seed}");
+    let job =
+        seed.replace("https://potluck.honeyguide.net/nginx-nomad", &registry).replace(tcp, script);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("nginx.job");
+    std::fs::write(&file, job).unwrap();
+    let out = agent.orc(&["run", "-detach", file.to_str().unwrap()], work.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    agent.wait(Duration::from_secs(60), "a running pot", |a| {
+        a.running_ports("nginx-minipot").len() == 1
+    });
+    let jails = agent.dir.path().join("pot/jails");
+    let pot = std::fs::read_dir(&jails)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("www1_"))
+        .expect("the task's pot");
+    let root = jails.join(&pot).join("m");
+
+    let check_of = |fake: &FakeConsul| fake.checks().values().next().cloned();
+    let wait_status = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = check_of(&fake) {
+                if c.status == want {
+                    return c;
+                }
+            }
+            assert!(Instant::now() < deadline, "consul check {:?}, want {want}", check_of(&fake));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let c = wait_status("passing");
+    assert_eq!(c.output.trim(), "in the pot");
+    std::fs::write(root.join("code"), "1").unwrap();
+    wait_status("warning");
+    std::fs::write(root.join("code"), "2").unwrap();
+    let c = wait_status("critical");
+    assert_eq!(c.output.trim(), "in the pot");
+    std::fs::remove_file(root.join("code")).unwrap();
+    wait_status("passing");
+    std::fs::write(root.join("hang"), "").unwrap();
+    wait_status("critical");
+    std::fs::remove_file(root.join("hang")).unwrap();
+    wait_status("passing");
+
+    let out = agent.orc(&["stop", "-detach", "nginx-minipot"], work.path());
+    assert!(out.status.success());
+    assert!(rt.block_on(fake.wait_for(Duration::from_secs(30), |s, _| s.is_empty())));
+    agent.wait(Duration::from_secs(30), "the pot destroyed", |_| !jails.join(&pot).exists());
+}
