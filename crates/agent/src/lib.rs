@@ -19,4 +19,3 @@ pub mod restart;
 pub mod runner;
 pub mod services;
 pub mod taskenv;
-pub mod templates;
