@@ -232,6 +232,10 @@ impl Client {
             alloc_root,
             state_root: state_root.clone(),
             reports: reports_tx,
+            template_sources: crate::templates::Sources {
+                nomad: config.catalog.clone().map(|c| c.0),
+                consul: config.consul.clone(),
+            },
         });
         let inner = Arc::new(Inner {
             api,

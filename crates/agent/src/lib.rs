@@ -19,3 +19,4 @@ pub mod restart;
 pub mod runner;
 pub mod services;
 pub mod taskenv;
+pub mod templates;

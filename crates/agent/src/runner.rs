@@ -54,6 +54,9 @@ pub struct RunnerEnv {
     /// Where allocation state files live.
     pub state_root: PathBuf,
     pub reports: mpsc::UnboundedSender<AllocReport>,
+    /// Where templates read services: orc's catalogue (`nomadService`) and, when the agent
+    /// has Consul, Consul (`service`).
+    pub template_sources: crate::templates::Sources,
 }
 
 /// Commands to a running allocation.
@@ -90,6 +93,10 @@ enum TaskCommand {
     Kill,
     Restart,
     Signal(String, oneshot::Sender<Result<(), String>>),
+    /// A template with `change_mode = "restart"` re-rendered.
+    TemplateRestart,
+    /// A template with `change_mode = "signal"` re-rendered.
+    TemplateSignal(String),
 }
 
 /// Shared, persisted state of one allocation.
@@ -649,7 +656,7 @@ fn spawn_task(
         job.clone(),
         task.clone(),
         alloc_dir.to_path_buf(),
-        rx,
+        (rx, tx.downgrade()),
         out_tx,
     ));
     RunningTask { commands: tx, outcome: out_rx, leader }
@@ -762,55 +769,74 @@ async fn fetch_artifacts(
     .unwrap_or_else(|e| Err(crate::artifact::ArtifactError(format!("fetching artifacts: {e}"))))
 }
 
-/// Renders the task's templates into its directory; returns the variables of `env = true`
-/// templates for the task's environment.
+/// Renders the task's templates into its directory (reading the services they use); returns
+/// the variables of `env = true` templates for the task's environment, and what was read.
 async fn render_templates(
     env: &RunnerEnv,
     alloc: &Allocation,
     job: &Job,
     task: &Task,
     alloc_dir: &Path,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<(Vec<(String, String)>, crate::templates::Snapshot), String> {
     let (task_env, _) = build_task_env(env, alloc, job, task, alloc_dir);
     let task_dir = alloc_dir.join(&task.name);
-    let templates = task.templates.clone();
-    let render = move || {
-        let mut vars = Vec::new();
-        for t in &templates {
-            let dest_rel = task_env.interpolate(&t.dest_path);
-            let fail = |m: String| format!("template {dest_rel}: {m}");
-            let text = if t.source_path.is_empty() {
-                t.embedded_tmpl.clone()
-            } else {
-                // Nomad's file sandbox: a source is read from inside the task directory.
-                let source = task_env.interpolate(&t.source_path);
-                let path = crate::artifact::contained(&task_dir, &source).map_err(|e| fail(e.0))?;
-                std::fs::read_to_string(&path)
-                    .map_err(|e| fail(format!("source {}: {e}", path.display())))?
-            };
-            let parsed = template::parse(&text, &t.left_delim, &t.right_delim).map_err(|e| {
-                let (line, col) = e.line_col(&text);
-                fail(format!("line {line}, column {col}: {}", e.message))
-            })?;
-            let out = parsed.render(&|k| task_env.env.get(k).cloned());
-            let dest = crate::artifact::contained(&task_dir, &dest_rel).map_err(|e| fail(e.0))?;
-            let mode = if t.perms.is_empty() { "644" } else { t.perms.as_str() };
-            let mode = u32::from_str_radix(mode, 8).map_err(|_| fail(format!("perms {mode:?}")))?;
-            write_file(&dest, out.as_bytes(), mode)
-                .map_err(|e| fail(format!("{}: {e}", dest.display())))?;
-            if t.envvars {
-                vars.extend(template::parse_env_file(&out).map_err(fail)?);
-            }
+    let (rendered, snapshot) = crate::templates::render(
+        &env.template_sources,
+        &alloc.namespace,
+        &task_env,
+        &task_dir,
+        &task.templates,
+    )
+    .await?;
+    Ok((rendered.vars, snapshot))
+}
+
+/// Aborts the template watch when the task's supervision ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the watch that re-renders the task's templates when the services they read change
+/// and restarts or signals the task as `change_mode` says.
+fn spawn_template_watch(
+    shared: &Arc<Shared>,
+    alloc: &Allocation,
+    job: &Job,
+    task: &Task,
+    alloc_dir: &Path,
+    snapshot: crate::templates::Snapshot,
+    commands: mpsc::WeakUnboundedSender<TaskCommand>,
+) -> AbortOnDrop {
+    let name = task.name.clone();
+    let current = {
+        let (shared, alloc, job, task) = (shared.clone(), alloc.clone(), job.clone(), task.clone());
+        let (alloc_dir, name) = (alloc_dir.to_path_buf(), name.clone());
+        move || {
+            let (alloc, job, task) =
+                shared.current(&name).unwrap_or_else(|| (alloc.clone(), job.clone(), task.clone()));
+            let (task_env, _) = build_task_env(&shared.env, &alloc, &job, &task, &alloc_dir);
+            (task_env, alloc_dir.join(&task.name), task.templates.clone())
         }
-        Ok(vars)
     };
-    tokio::task::spawn_blocking(render)
-        .await
-        .unwrap_or_else(|e| Err(format!("rendering templates: {e}")))
+    let apply = move |change: crate::templates::Change| {
+        if let Some(tx) = commands.upgrade() {
+            let _ = tx.send(match change {
+                crate::templates::Change::Restart => TaskCommand::TemplateRestart,
+                crate::templates::Change::Signal(s) => TaskCommand::TemplateSignal(s),
+            });
+        }
+    };
+    let sources = shared.env.template_sources.clone();
+    let namespace = alloc.namespace.clone();
+    AbortOnDrop(tokio::spawn(crate::templates::watch(sources, namespace, snapshot, current, apply)))
 }
 
 /// Writes `bytes` to `path` with `mode`, replacing it whole (write then rename).
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -835,10 +861,15 @@ async fn run_task(
     job: Job,
     task: Task,
     alloc_dir: PathBuf,
-    mut commands: mpsc::UnboundedReceiver<TaskCommand>,
+    (mut commands, own_commands): (
+        mpsc::UnboundedReceiver<TaskCommand>,
+        mpsc::WeakUnboundedSender<TaskCommand>,
+    ),
     outcome: watch::Sender<Option<bool>>,
 ) {
     let name = task.name.clone();
+    // The template watch, started after the first start whose templates were rendered.
+    let mut template_watch: Option<AbortOnDrop> = None;
     let Some(driver) = shared.env.drivers.get(&task.driver).cloned() else {
         shared.update(&name, |s| {
             s.state = "dead".into();
@@ -930,7 +961,20 @@ async fn run_task(
                     let rendered =
                         render_templates(&shared.env, &alloc, &job, &task, &alloc_dir).await;
                     match rendered {
-                        Ok(vars) => vars,
+                        Ok((vars, snapshot)) => {
+                            if template_watch.is_none() {
+                                template_watch = Some(spawn_template_watch(
+                                    &shared,
+                                    &alloc,
+                                    &job,
+                                    &task,
+                                    &alloc_dir,
+                                    snapshot,
+                                    own_commands.clone(),
+                                ));
+                            }
+                            vars
+                        }
                         Err(message) => {
                             shared.push_event(&name, event("Task hook failed", message));
                             if restart_or_stop(
@@ -1100,10 +1144,11 @@ async fn restart_or_stop(
                             });
                             return false;
                         }
-                        Some(TaskCommand::Restart) => return true,
+                        Some(TaskCommand::Restart | TaskCommand::TemplateRestart) => return true,
                         Some(TaskCommand::Signal(_, reply)) => {
                             let _ = reply.send(Err("task is not running".into()));
                         }
+                        Some(TaskCommand::TemplateSignal(_)) => {}
                     }
                 }
             }
@@ -1175,6 +1220,26 @@ async fn control(
                     ),
                 );
                 return Ended::Killed(stop(driver, handle, exit, &kill_signal, kill_timeout).await);
+            }
+            Some(TaskCommand::TemplateSignal(signal)) => {
+                let mut ev = event("Signaling", "Template re-rendered");
+                ev.details.insert("task_signal".into(), signal.clone());
+                shared.push_event(name, ev);
+                if let Err(e) = driver.signal(handle, &signal).await {
+                    shared.push_event(
+                        name,
+                        event("Signaling", format!("Failed to send {signal}: {}", e.0)),
+                    );
+                }
+            }
+            Some(TaskCommand::TemplateRestart) => {
+                shared.push_event(
+                    name,
+                    event("Restart Signaled", "Template with change_mode restart re-rendered"),
+                );
+                let (kill_signal, kill_timeout) = kill_settings(shared, name, fallback);
+                stop(driver, handle, exit, &kill_signal, kill_timeout).await;
+                return Ended::RestartRequested;
             }
             Some(TaskCommand::Restart) => {
                 shared

@@ -245,6 +245,19 @@ pub trait CatalogApi: Send + Sync {
         upserts: Vec<ServiceRegistration>,
         deletes: Vec<String>,
     ) -> BoxFuture<'_, Result<(), String>>;
+
+    /// Reads service `name`'s registrations in `namespace` once the catalogue's index passes
+    /// `min_index` (0: at once), or after `wait`; returns the index and the registrations
+    /// (templates' `nomadService`). A catalogue that cannot be read says so.
+    fn read<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _name: &'a str,
+        _min_index: u64,
+        _wait: std::time::Duration,
+    ) -> BoxFuture<'a, Result<(u64, Vec<ServiceRegistration>), String>> {
+        Box::pin(async { Err("this catalogue cannot be read".to_string()) })
+    }
 }
 
 /// A [`CatalogApi`] in the client's configuration.

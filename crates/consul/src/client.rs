@@ -142,6 +142,50 @@ impl Client {
         self.call("PUT", &path, Some(&body)).map(drop)
     }
 
+    /// `GET /v1/health/service/:name?passing`: the healthy instances of a service, as
+    /// consul-template's `service` reads them; a blocking query from `index` (0: at once) that
+    /// waits at most `wait`, clamped to half the client's timeout. Returns `X-Consul-Index`.
+    pub fn health_service(
+        &self,
+        name: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<(u64, Vec<crate::wire::HealthEntry>), ConsulError> {
+        let wait = wait.min(self.config.timeout / 2).as_millis();
+        let path =
+            format!("/v1/health/service/{}?passing&index={index}&wait={wait}ms", segment(name));
+        let url = format!("{}{path}", self.config.address);
+        let mut req = self.agent.get(&url);
+        if let Some(t) = self.config.token.as_deref() {
+            req = req.header("X-Consul-Token", t);
+        }
+        let mut reply = req.call().map_err(|e| ConsulError::Unreachable {
+            addr: self.config.address.clone(),
+            message: e.to_string(),
+        })?;
+        let status = reply.status().as_u16();
+        let new_index = reply
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let bytes = reply
+            .body_mut()
+            .with_config()
+            .limit(MAX_REPLY_BYTES)
+            .read_to_vec()
+            .map_err(|e| ConsulError::Decode { path: path.clone(), message: e.to_string() })?;
+        if status != 200 {
+            let mut text = String::from_utf8_lossy(&bytes).into_owned();
+            text.truncate(text.len().min(512));
+            return Err(ConsulError::Status { method: "GET", path, status, body: text });
+        }
+        let entries = serde_json::from_slice(&bytes)
+            .map_err(|e| ConsulError::Decode { path, message: e.to_string() })?;
+        Ok((new_index, entries))
+    }
+
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ConsulError> {
         let body = self.call("GET", path, None)?;
         serde_json::from_slice(&body)

@@ -114,3 +114,35 @@ pub fn go_duration(d: std::time::Duration) -> String {
         format!("{ms}ms")
     }
 }
+
+/// One entry of `GET /v1/health/service/:name` (the fields templates read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthEntry {
+    pub node: HealthNode,
+    pub service: HealthService,
+}
+
+/// The node of a [`HealthEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthNode {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub node: String,
+    pub address: String,
+    pub datacenter: String,
+}
+
+/// The service of a [`HealthEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthService {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub service: String,
+    /// Consul sends null for no tags.
+    pub tags: Option<Vec<String>>,
+    pub address: String,
+    pub port: u16,
+}

@@ -210,6 +210,19 @@ impl agent::services::CatalogApi for GrpcServers {
             self.0.upsert_services(&req).await.map(|_| ()).map_err(|e| e.to_string())
         })
     }
+
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        min_index: u64,
+        wait: std::time::Duration,
+    ) -> BoxFuture<'a, Result<(u64, Vec<model::ServiceRegistration>), String>> {
+        Box::pin(async move {
+            let reply = self.0.services(namespace, name, min_index, wait).await;
+            reply.map(|r| (r.index, r.services)).map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// A running client and its HTTP endpoints.

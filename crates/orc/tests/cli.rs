@@ -11,6 +11,8 @@ mod cluster;
 mod python_nomad;
 #[path = "cli/services.rs"]
 mod services;
+#[path = "cli/templates.rs"]
+mod templates;
 #[path = "cli/walkthrough.rs"]
 mod walkthrough;
 

@@ -30,6 +30,8 @@ pub const HEARTBEAT: &str = "node.Heartbeat";
 pub const ALLOCS: &str = "node.Allocs";
 pub const UPDATE_ALLOCS: &str = "node.UpdateAllocs";
 pub const UPSERT_SERVICES: &str = "node.UpsertServices";
+/// A blocking read of one service's registrations (templates' `nomadService`).
+pub const SERVICES: &str = "node.Services";
 /// Server-streaming: the node's allocations, sent whenever they change, with keepalives.
 pub const WATCH_ALLOCS: &str = "node.WatchAllocs";
 
@@ -66,6 +68,23 @@ pub const NOT_LEADER: &str = "not the leader; leader: ";
 pub struct ServicesRequest {
     pub upserts: Vec<model::ServiceRegistration>,
     pub deletes: Vec<String>,
+}
+
+/// `node.Services`: the registrations of service `name` in `namespace`, answered once the
+/// service table's index exceeds `min_index` (0: at once) or after `wait_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ServiceReadRequest {
+    pub namespace: String,
+    pub name: String,
+    pub min_index: u64,
+    pub wait_ms: u64,
+}
+
+/// Reply to `node.Services`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ServiceReadReply {
+    pub index: u64,
+    pub services: Vec<model::ServiceRegistration>,
 }
 
 /// `node.Register` request.
@@ -255,10 +274,41 @@ pub fn handle(
                 let index = upsert_services(&server, req).await.map_err(|e| e.to_string())?;
                 encode(&IndexReply { index })
             }
+            SERVICES => {
+                let req: ServiceReadRequest = decode(&body)?;
+                encode(&read_services(&server, &req).await.map_err(|e| e.to_string())?)
+            }
             other => return Err(format!("unknown method {other}")),
         };
         Ok(reply)
     })
+}
+
+/// Answers `node.Services` from this server's (possibly stale) state, as a blocking query on
+/// the service table.
+async fn read_services(
+    server: &ServerHandle,
+    req: &ServiceReadRequest,
+) -> Result<ServiceReadReply, Error> {
+    let deadline = Instant::now() + Duration::from_millis(req.wait_ms.min(300_000));
+    loop {
+        let reply = server
+            .read(Consistency::Stale, |s| ServiceReadReply {
+                index: s.table_index(Table::Services),
+                services: s
+                    .services()
+                    .filter(|r| r.service_name == req.name && r.namespace == req.namespace)
+                    .cloned()
+                    .collect(),
+            })
+            .await?;
+        let now = Instant::now();
+        if reply.index > req.min_index || req.min_index == 0 || now >= deadline {
+            return Ok(reply);
+        }
+        let applied = server.applied_index();
+        server.wait_for_index(applied + 1, deadline - now).await;
+    }
 }
 
 /// Commits service upserts, then deletions; returns the last index written.
@@ -581,6 +631,23 @@ impl NodeClient {
     pub async fn upsert_services(&self, req: &ServicesRequest) -> Result<u64, NodeRpcError> {
         let reply: IndexReply = self.call(UPSERT_SERVICES, req, Duration::from_secs(10)).await?;
         Ok(reply.index)
+    }
+
+    /// Waits up to `wait` for service `name`'s registrations to change past `min_index`.
+    pub async fn services(
+        &self,
+        namespace: &str,
+        name: &str,
+        min_index: u64,
+        wait: Duration,
+    ) -> Result<ServiceReadReply, NodeRpcError> {
+        let req = ServiceReadRequest {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            min_index,
+            wait_ms: wait.as_millis() as u64,
+        };
+        self.call(SERVICES, &req, wait + Duration::from_secs(10)).await
     }
 
     /// Commits a batch of allocation reports.
