@@ -448,8 +448,18 @@ fn placement_failures_show_the_schedulers_reasons_and_exit_2() {
     let detached = c.ok(&["run", "-detach", path.to_str().unwrap()]);
     assert!(detached.starts_with("Job registration successful\nEvaluation ID: "), "{detached}");
     let eval_id = detached.trim_end().rsplit(' ').next().unwrap().to_owned();
+    // `-detach` returns before the leader has processed the evaluation; the snapshot is of the
+    // finished evaluation, so wait for it to leave "pending" first.
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = c.ok(&["eval", "status", &eval_id[..6]]);
+        if !status.contains("Status             = pending") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     check(
-        &c.ok(&["eval", "status", &eval_id[..6]]),
+        &status,
         expect![[r#"
             ID                 = <id---->
             Create Time        = Ns ago
