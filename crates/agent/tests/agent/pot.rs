@@ -442,3 +442,58 @@ async fn script_checks_run_in_the_pot_through_pot_exec() {
     );
     c.shutdown();
 }
+
+/// UDP ports are mapped (nomad-pot-driver maps TCP only): `port_map = { dns = "udp:15353" }`
+/// becomes `prepare … -e udp:15353:<host port>`, and a datagram sent to the host port reaches a
+/// UDP server in the pot and its reply comes back (through the stand-in's forwarder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_port_map_reaches_a_udp_server_in_the_pot() {
+    if python_missing() {
+        return;
+    }
+    let env = PotEnv::new();
+    let data = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), data.path(), Some(env.config.clone())).await;
+    // A UDP server that answers each datagram reversed, bound to the pot's IP (the jail's sh
+    // expands $_POT_IP, as pot's tinirc does with the pot's command line).
+    let server = "'import sys,socket;s=socket.socket(2,2);s.bind((sys.argv[1],15353));\
+                  [s.sendto(d[::-1],a) for d,a in iter(lambda:s.recvfrom(512),0)]'";
+    let mut task = nginx_task(&env);
+    task.config.insert("command".into(), serde_json::json!("python3"));
+    task.config.insert("args".into(), serde_json::json!(["-c", server, "$_POT_IP"]));
+    task.config.insert("port_map".into(), serde_json::json!({"dns": "udp:15353"}));
+    let job = job("dns", JobType::Service, vec![task]);
+    let port = free_port();
+    let a = alloc(&job, &[("dns", port)]);
+    servers.place(a.clone(), job);
+    servers
+        .wait_report(&a.id, Duration::from_secs(30), |r| r.client_status == ClientStatus::Running)
+        .await;
+    let prepare = env.commands().into_iter().find(|c| c.starts_with("prepare ")).unwrap();
+    assert!(
+        prepare.contains(&format!(" -N public-bridge -i auto -e udp:15353:{port} ")),
+        "{prepare}"
+    );
+
+    let reply = tokio::task::spawn_blocking(move || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 512];
+        // The server may not be listening yet: ask again until it answers.
+        loop {
+            s.send_to(b"ping-udp", ("127.0.0.1", port)).unwrap();
+            if let Ok(n) = s.recv(&mut buf) {
+                return String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no UDP reply on port {port}");
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply, "pdu-gnip");
+    servers.stop(&a.id);
+    servers.wait_report(&a.id, Duration::from_secs(30), |r| r.client_status.is_terminal()).await;
+    c.shutdown();
+}
