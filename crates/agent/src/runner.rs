@@ -919,7 +919,22 @@ async fn run_task(
 
     loop {
         let handle = match adopted.take() {
-            Some(h) => h,
+            Some(h) => {
+                // A task re-adopted after an agent restart: its files were rendered by the
+                // previous agent; the watch compares with them and acts only on a change.
+                if template_watch.is_none() && !task.templates.is_empty() {
+                    template_watch = Some(spawn_template_watch(
+                        &shared,
+                        &alloc,
+                        &job,
+                        &task,
+                        &alloc_dir,
+                        crate::templates::Snapshot::default(),
+                        own_commands.clone(),
+                    ));
+                }
+                h
+            }
             None => {
                 shared.update(&name, |s| {
                     s.events.push(event("Task Setup", "Building Task Directory"));
