@@ -497,3 +497,67 @@ async fn udp_port_map_reaches_a_udp_server_in_the_pot() {
     servers.wait_report(&a.id, Duration::from_secs(30), |r| r.client_status.is_terminal()).await;
     c.shutdown();
 }
+
+/// kill_signal and kill_timeout are honoured (nomad-pot-driver ignores both): stopping a pot
+/// whose command catches its kill_signal sends that signal with `pot signal`, the command gets it
+/// and carries on, and after kill_timeout the pot is destroyed (`destroy -F`), exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_signal_then_destroy_after_kill_timeout() {
+    if python_missing() {
+        return;
+    }
+    let env = PotEnv::new();
+    let data = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let c = client(servers.clone(), data.path(), Some(env.config.clone())).await;
+    let mut task = nginx_task(&env);
+    task.config.insert("command".into(), serde_json::json!("/bin/sh"));
+    task.config.insert(
+        "args".into(),
+        serde_json::json!([
+            "-c",
+            "'h() { echo got-usr1; }; trap h USR1; echo ready; while :; do sleep 0.1; done'"
+        ]),
+    );
+    task.kill_signal = "SIGUSR1".into();
+    task.kill_timeout = Some(Duration::from_secs(5));
+    let job = job("stubborn", JobType::Service, vec![task]);
+    let a = alloc(&job, &[("http", free_port())]);
+    servers.place(a.clone(), job);
+    servers
+        .wait_report(&a.id, Duration::from_secs(30), |r| r.client_status == ClientStatus::Running)
+        .await;
+    let name = pot_name_of(&env.commands(), &a.id);
+    let stdout = data.path().join("alloc").join(&a.id).join("alloc/logs/www1.stdout.0");
+    wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&stdout).is_ok_and(|t| t.contains("ready"))
+    })
+    .await;
+
+    servers.stop(&a.id);
+    // The command catches the kill signal and keeps running (its log says so, before the
+    // allocation's directory is collected); only destroy ends it.
+    wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&stdout).is_ok_and(|t| t.contains("got-usr1"))
+    })
+    .await;
+    let r = servers
+        .wait_report(&a.id, Duration::from_secs(30), |r| r.client_status.is_terminal())
+        .await;
+    assert_eq!(r.task_states["www1"].state, "dead");
+    let killing = r.task_states["www1"].events.iter().find(|e| e.event_type == "Killing");
+    assert!(
+        killing.is_some_and(|e| e.message.contains("Waiting 5s before force killing")),
+        "{:#?}",
+        r.task_states["www1"].events
+    );
+    let commands = env.commands();
+    let at = |c: &str| commands.iter().position(|x| x == c);
+    let signal = at(&format!("signal -s SIGUSR1 -p {name}")).expect("pot signal");
+    let destroy = at(&format!("destroy -p {name} -F")).expect("pot destroy");
+    assert!(signal < destroy, "{commands:#?}");
+    let destroys = commands.iter().filter(|c| **c == format!("destroy -p {name} -F")).count();
+    assert_eq!(destroys, 1, "{commands:#?}");
+    assert_eq!(env.pots(), ["nginx-nomad-amd64-13_1_1_1_13"]);
+    c.shutdown();
+}
