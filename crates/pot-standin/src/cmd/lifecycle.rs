@@ -605,7 +605,8 @@ fn getopts_with_list(ctx: &mut Ctx, args: &[String]) -> Result<Vec<crate::getopt
 }
 
 /// `pot exec [-hvdt] [-e var=value] [-u user|-U user] -p pot COMMAND…`. Like `jexec -l`, the command gets a
-/// clean login environment (PATH, HOME, SHELL, USER, TERM) plus the `-e` variables, not `pot.env`.
+/// clean login environment (PATH, HOME, SHELL, USER, TERM) plus the `-e` variables, not `pot.env`, and
+/// runs in `/root` (the jail root if there is none).
 /// `-u`/`-U` are accepted, but the command runs as the caller's user; `-t` allocates no pty. The command
 /// stays in the caller's process group, as jexec's does, and while it runs its PID is recorded in
 /// POT_TMP so that `stop` ends it as jail -r would.
@@ -645,9 +646,13 @@ pub fn exec(ctx: &mut Ctx, args: &[String]) -> i32 {
         return 1;
     }
     let root = PotPaths::new(&ctx.config, &name).root();
+    // jexec -l starts the command in the user's home directory (root's: /root); a jail without
+    // one gets its root directory.
+    let home = jail::jail_join(&root, "/root");
+    let cwd = if home.is_dir() { home } else { root.clone() };
     let mut c = Command::new(resolve_program(&root, &rest[0]));
     c.args(&rest[1..])
-        .current_dir(&root)
+        .current_dir(&cwd)
         .env_clear()
         .env("PATH", jail::jail_path(&root))
         .env("HOME", "/root")

@@ -224,6 +224,12 @@ fn exec_runs_in_the_pot_with_its_exit_status() {
     let r = env.pot(&["exec", "-p", &name, "-e", "X=42", "sh", "-c", "echo $X; pwd; exit 4"]);
     r.code(4).line("42").line(env.jail(&name).join("m").to_str().unwrap());
     env.pot(&["exec", "-p", &name, "exit-with", "0"]).code(0).line("exiting with 0");
+    // jexec -l: the command starts in the home directory when the jail has one.
+    std::fs::create_dir(env.jail(&name).join("m/root")).unwrap();
+    env.pot(&["exec", "-p", &name, "sh", "-c", "pwd; echo HOME=$HOME"])
+        .code(0)
+        .line(env.jail(&name).join("m/root").to_str().unwrap())
+        .line("HOME=/root");
     env.pot(&["exec", "-p", &name, "-e", "BAD", "true"])
         .code(1)
         .line("###>  BAD not in a valid form");
