@@ -14,11 +14,13 @@ use crate::workload::Workload;
 use crate::{liveness, ServerView, Violation};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use server::clock::{Clock, SeededSource};
 use server::raft::RaftTiming;
 use server::state::{Command, Outcome};
 use server::store::MemStore;
 use server::{Config, Consistency, Seams, Server, ServerHandle, Written};
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +43,9 @@ pub struct SimConfig {
     /// Simulated time the cluster gets to converge once faults stop.
     pub liveness_deadline: Duration,
     pub faults: bool,
+    /// Whether one server crash a run (a third of them) loses the server's state. Off in the
+    /// fixed shapes while the failure it found is open (tests/sim/README.md).
+    pub lost_state: bool,
     /// Simulated time per step: the network's and the timers' resolution.
     pub tick: Duration,
 }
@@ -58,6 +63,7 @@ impl SimConfig {
             fault_phase: Duration::from_secs(15),
             liveness_deadline: Duration::from_secs(60),
             faults: true,
+            lost_state: false,
             tick: Duration::from_millis(1),
         }
     }
@@ -88,6 +94,36 @@ pub struct Report {
     /// Simulated time from the end of faults to convergence.
     pub converged_after: Duration,
     pub invariant_checks: u64,
+    /// A digest of everything the servers showed, step by step (simulated time, each server's
+    /// term, leadership, applied index and the evaluations and allocations in its state): two
+    /// runs of one seed are the same run exactly when their digests match.
+    pub trace_digest: u64,
+}
+
+/// Folds what a server showed at one instant into the run's trace digest.
+fn trace(h: &mut impl Hasher, now: Duration, v: &ServerView) {
+    h.write_u128(now.as_nanos());
+    h.write_u64(v.server);
+    h.write_u64(v.term);
+    h.write_u8(v.leader as u8);
+    h.write_u64(v.applied);
+    let mut evals: Vec<(&str, String, u64)> = v
+        .state
+        .evals()
+        .map(|e| (e.id.as_str(), format!("{:?}", e.status), e.modify_index))
+        .collect();
+    evals.sort();
+    let mut allocs: Vec<(&str, &str, String, u64)> = v
+        .state
+        .allocs()
+        .map(|a| {
+            let status = format!("{:?}/{:?}", a.desired_status, a.client_status);
+            (a.id.as_str(), a.node_id.as_str(), status, a.modify_index)
+        })
+        .collect();
+    allocs.sort();
+    evals.hash(h);
+    allocs.hash(h);
 }
 
 /// A failed run: the seed reproduces it.
@@ -136,8 +172,25 @@ type ViewKey = (u64, u64, bool);
 /// Acknowledged writes reported by server hosts: (index, job ID).
 type Acks = Arc<Mutex<Vec<(u64, String)>>>;
 
-fn server_config(name: &str, id: u64, all: &[String]) -> Config {
-    let mut c = Config { name: name.into(), node_id: Some(id), ..Config::default() };
+/// The simulated wall clock starts here (2026-01-01T00:00:00Z), whatever the real date.
+pub const EPOCH_UNIX_SECS: u64 = 1_767_225_600;
+
+/// A server's clock: turmoil's simulated time, IDs from a generator seeded by the run's seed
+/// and the server's ID, scheduling work inline on the host's (simulated) runtime.
+fn sim_clock(seed: u64, id: u64) -> Clock {
+    let source = SeededSource::new(0, seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15), || {
+        turmoil::since_epoch().unwrap_or_default()
+    });
+    Clock::from_source(Arc::new(source))
+}
+
+fn server_config(name: &str, id: u64, all: &[String], seed: u64) -> Config {
+    let mut c = Config {
+        name: name.into(),
+        node_id: Some(id),
+        clock: sim_clock(seed, id),
+        ..Config::default()
+    };
     c.server.enabled = true;
     c.server.bootstrap_expect = all.len() as u32;
     c.server.server_join.retry_join = all.to_vec();
@@ -199,6 +252,12 @@ async fn server_host(
     Ok(())
 }
 
+/// The lost-state crash: its own random stream, and whether it happened yet.
+struct Wipe {
+    rng: ChaCha8Rng,
+    done: bool,
+}
+
 /// Undoes one fault at a simulated time.
 #[derive(Debug, Clone)]
 enum Heal {
@@ -213,9 +272,12 @@ enum Heal {
 /// Runs one simulation. `Err` carries the seed and what broke.
 pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    // openraft's election timeouts, drawn on this thread (turmoil runs every host on it).
+    server::clock::seed_thread_rng(cfg.seed);
     let base_latency = Duration::from_millis(rng.random_range(1..=10));
     let mut sim = turmoil::Builder::new()
         .rng_seed(cfg.seed)
+        .epoch(std::time::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_SECS))
         .simulation_duration(cfg.fault_phase + cfg.liveness_deadline + Duration::from_secs(30))
         .tick_duration(cfg.tick)
         .min_message_latency(Duration::from_millis(1))
@@ -237,7 +299,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
         })
         .collect();
     for (i, slot) in slots.iter().enumerate() {
-        let config = server_config(&names[i], i as u64 + 1, &addrs);
+        let config = server_config(&names[i], i as u64 + 1, &addrs, cfg.seed);
         let (slot, acks) = (slot.clone(), acks.clone());
         sim.host(names[i].as_str(), move || {
             server_host(slot.clone(), config.clone(), acks.clone())
@@ -279,6 +341,10 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
     let mut heals: Vec<(Duration, Heal)> = Vec::new();
     let mut next_fault = Duration::from_secs(2);
     let mut crashed_server: Option<usize> = None;
+    // Whether a crash loses the server's state comes from its own stream, so adding this fault
+    // left every other choice of a seed as it was.
+    let mut wipe =
+        Wipe { rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5749_5045), done: !cfg.lost_state };
     let mut crashed_agents: BTreeMap<String, bool> = BTreeMap::new();
     let mut vanished = false;
     let mut workload = Workload::new(cfg.max_jobs);
@@ -288,6 +354,8 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
     let mut checker = Checker::default();
     let mut cache: Vec<Option<(ViewKey, ServerView)>> = vec![None; cfg.servers];
     let mut checks = 0u64;
+    // `DefaultHasher::new` has fixed keys: the same on every run of one build.
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
     let mut healed = false;
     let mut next_liveness = fault_end;
     if cfg.faults {
@@ -349,7 +417,12 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
                 &mut crashed_server,
                 &mut crashed_agents,
                 &mut vanished,
+                &mut wipe,
             ) {
+                if let Some(server) = crashed_server.filter(|_| desc.ends_with("(state lost)")) {
+                    // Its term starts over from zero when it comes back.
+                    checker.leaders.forget(server as u64 + 1);
+                }
                 faults.push(format!("{now:?} {desc}"));
             }
             next_fault = now + Duration::from_millis(rng.random_range(500..3_000));
@@ -403,6 +476,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
                 applied: state.index(),
                 state,
             };
+            trace(&mut digest, now, &view);
             cache[i] = Some((key, view));
             changed = true;
         }
@@ -446,6 +520,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
                         acked_writes: checker.acked.jobs.len(),
                         converged_after: now - fault_end,
                         invariant_checks: checks,
+                        trace_digest: digest.finish(),
                     });
                 }
                 Ok(()) => {}
@@ -481,6 +556,7 @@ fn inject(
     crashed_server: &mut Option<usize>,
     crashed_agents: &mut BTreeMap<String, bool>,
     vanished: &mut bool,
+    wipe: &mut Wipe,
 ) -> Option<String> {
     let for_ms = |rng: &mut ChaCha8Rng, lo: u64, hi: u64| {
         now + Duration::from_millis(rng.random_range(lo..hi))
@@ -514,6 +590,13 @@ fn inject(
             *slots[i].commands.lock().unwrap() = None;
             *crashed_server = Some(i);
             heals.push((for_ms(rng, 1_000, 6_000), Heal::BounceServer(i)));
+            // At most once a run, one server comes back with an empty store: it must catch up
+            // from the others (log or snapshot) and rejoin.
+            if !wipe.done && wipe.rng.random_ratio(1, 3) {
+                wipe.done = true;
+                *slots[i].store.lock().unwrap() = Arc::new(MemStore::new());
+                return Some(format!("crash {} (state lost)", servers[i]));
+            }
             Some(format!("crash {} (state kept)", servers[i]))
         }
         3 => {

@@ -20,7 +20,10 @@ pub fn converged(views: &[ServerView], acked_index: u64) -> Result<(), String> {
     }
     let s = &first.state;
     if let Some(e) = s.evals().find(|e| e.status == EvalStatus::Pending) {
-        return Err(format!("evaluation {} for {} still pending", e.id, e.job_id));
+        return Err(format!(
+            "evaluation {} for {} still pending (triggered by {:?}, wait_until {}, modify index {})",
+            e.id, e.job_id, e.triggered_by, e.wait_until, e.modify_index
+        ));
     }
     for job in s.jobs() {
         let allocs = s.allocs_by_job(&job.namespace, &job.id);
@@ -42,9 +45,39 @@ pub fn converged(views: &[ServerView], acked_index: u64) -> Result<(), String> {
                 (false, _) => (g.count, running == g.count),
             };
             if !ok {
+                let node = |id: &str| s.node(id).map(|n| n.status);
+                let allocs: Vec<String> = in_group
+                    .map(|a| {
+                        format!(
+                            "{} on {} ({:?}): {:?}/{:?}",
+                            &a.id[..8],
+                            a.node_id,
+                            node(&a.node_id),
+                            a.desired_status,
+                            a.client_status
+                        )
+                    })
+                    .collect();
+                let evals: Vec<String> = s
+                    .evals_by_job(&job.namespace, &job.id)
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {:?} {:?} at {} {}",
+                            &e.id[..8],
+                            e.triggered_by,
+                            e.status,
+                            e.modify_index,
+                            e.status_description
+                        )
+                    })
+                    .collect();
                 return Err(format!(
-                    "job {} group {}: {running} running (want {want_running}), {complete} complete",
-                    job.id, g.name
+                    "job {} group {}: {running} running (want {want_running}), {complete} complete\n    allocations: {}\n    evaluations: {}",
+                    job.id,
+                    g.name,
+                    allocs.join("; "),
+                    evals.join("; ")
                 ));
             }
         }

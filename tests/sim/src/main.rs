@@ -8,7 +8,7 @@ use std::time::Instant;
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut count, mut from) = (1u64, 0u64);
-    let (mut no_faults, mut ci) = (false, false);
+    let (mut no_faults, mut ci, mut lost_state) = (false, false, false);
     while let Some(a) = args.next() {
         let mut value = || args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
         match a.as_str() {
@@ -16,6 +16,7 @@ fn main() {
             "--from" => from = value(),
             "--no-faults" => no_faults = true,
             "--ci" => ci = true,
+            "--lost-state" => lost_state = true,
             _ => usage(),
         }
     }
@@ -24,19 +25,25 @@ fn main() {
     }
     let started = Instant::now();
     let mut failed = Vec::new();
+    let mut wiped = 0;
     for seed in from..from + count {
         let mut cfg = if ci { SimConfig::ci(seed) } else { SimConfig::small(seed) };
         cfg.faults = !no_faults;
+        cfg.lost_state = lost_state;
         let t = Instant::now();
         match run(&cfg) {
-            Ok(r) => println!(
-                "seed {seed}: ok in {:.1}s wall, {} faults, {} acked writes, converged {:?} after faults, {} checks",
+            Ok(r) => {
+                wiped += r.faults.iter().filter(|f| f.ends_with("(state lost)")).count();
+                println!(
+                "seed {seed}: ok in {:.1}s wall, {} faults, {} acked writes, converged {:?} after faults, {} checks, trace {:016x}",
                 t.elapsed().as_secs_f64(),
                 r.faults.len(),
                 r.acked_writes,
                 r.converged_after,
-                r.invariant_checks
-            ),
+                r.invariant_checks,
+                r.trace_digest
+            )
+            }
             Err(f) => {
                 println!("{f}");
                 failed.push(seed);
@@ -44,7 +51,7 @@ fn main() {
         }
     }
     println!(
-        "seeds={count} failed={} wall_seconds={:.0} failing_seeds={failed:?}",
+        "seeds={count} failed={} wall_seconds={:.0} failing_seeds={failed:?} lost_state_restarts_in_passing_runs={wiped}",
         failed.len(),
         started.elapsed().as_secs_f64()
     );
@@ -55,7 +62,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sim [--seeds N] [--from S] [--no-faults] [--ci]   (ORC_SIM_SEED=S runs one seed)"
+        "usage: sim [--seeds N] [--from S] [--no-faults] [--ci] [--lost-state]   (ORC_SIM_SEED=S runs one seed)"
     );
     std::process::exit(2)
 }

@@ -5,10 +5,10 @@
 pub mod acked_writes;
 pub mod desired_forward;
 pub mod group_count;
+pub mod leader_order;
 pub mod no_overcommit;
 pub mod ports;
 pub mod reschedule_limit;
-pub mod single_leader;
 pub mod state_agreement;
 
 #[cfg(test)]
@@ -19,7 +19,7 @@ use crate::{ServerView, Violation};
 /// All invariants with the history the historical ones need.
 #[derive(Debug, Default)]
 pub struct Checker {
-    pub leaders: single_leader::LeaderHistory,
+    pub leaders: leader_order::LeaderHistory,
     pub acked: acked_writes::AckedWrites,
     pub desired: desired_forward::DesiredHistory,
 }
@@ -27,7 +27,7 @@ pub struct Checker {
 impl Checker {
     /// Checks every invariant against the views of one instant.
     pub fn check(&mut self, views: &[ServerView]) -> Result<(), Violation> {
-        single_leader::check(&mut self.leaders, views)?;
+        leader_order::check(&mut self.leaders, views)?;
         state_agreement::check(views)?;
         acked_writes::check(&self.acked, views)?;
         self.desired.check(views)?;
