@@ -796,6 +796,32 @@ mod tests {
     }
 
     #[test]
+    fn an_evaluation_past_the_delivery_limit_fails_with_a_delayed_follow_up() {
+        let clock = crate::clock::Clock::from_source(Arc::new(crate::clock::SeededSource::new(
+            1_000,
+            7,
+            Duration::default,
+        )));
+        let e = Evaluation { id: "e1".into(), job_id: "web".into(), ..Evaluation::default() };
+        let out = failed_with_followups(vec![e], 3, &clock);
+        assert_eq!(out.len(), 2);
+        let (failed, follow) = (&out[0], &out[1]);
+        assert_eq!(failed.status, EvalStatus::Failed);
+        assert_eq!(failed.next_eval, follow.id);
+        assert_eq!(
+            (follow.status, follow.triggered_by),
+            (EvalStatus::Pending, TriggeredBy::FailedFollowUp)
+        );
+        assert_eq!(follow.previous_eval, "e1");
+        assert_eq!(
+            follow.wait_until,
+            1_000 + 60_000_000_000,
+            "waits a minute of the server's clock"
+        );
+        assert_ne!(follow.id, "e1");
+    }
+
+    #[test]
     fn the_incremental_view_matches_a_rebuild() {
         let (mut s, eval) = state_with(100);
         let mut cluster = Cluster::default();
