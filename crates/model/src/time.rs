@@ -33,7 +33,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Unix nanoseconds as RFC 3339 in UTC with nanoseconds.
+/// Unix nanoseconds as RFC 3339 in UTC, as Go's JSON writes `time.Time` (`RFC3339Nano`: the
+/// fraction loses its trailing zeros, and its dot when it is zero). Zero is Go's zero time.
 pub fn format(nanos: i64) -> String {
     if nanos == 0 {
         return GO_ZERO.to_owned();
@@ -42,12 +43,22 @@ pub fn format(nanos: i64) -> String {
     let frac = nanos.rem_euclid(1_000_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
+    let frac = if frac == 0 {
+        String::new()
+    } else {
+        format!(".{frac:09}").trim_end_matches('0').to_owned()
+    };
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+/// Unix nanoseconds as RFC 3339 in UTC to the second (`2024-05-01T12:00:00Z`), for people.
+pub fn format_secs(nanos: i64) -> String {
+    format(nanos - nanos.rem_euclid(1_000_000_000))
 }
 
 /// RFC 3339 (`Z` or a `±HH:MM` offset, any fraction up to nanoseconds) → Unix nanoseconds.
@@ -136,6 +147,9 @@ mod tests {
         let t = 1_795_662_245_123_456_789; // 2026-11-26T03:04:05.123456789Z
         assert_eq!(format(t), "2026-11-26T03:04:05.123456789Z");
         assert_eq!(parse(&format(t)), Some(t));
+        assert_eq!(format(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
+        assert_eq!(format(1_795_662_245_500_000_000), "2026-11-26T03:04:05.5Z");
+        assert_eq!(format_secs(t), "2026-11-26T03:04:05Z");
         assert_eq!(format(0), "0001-01-01T00:00:00Z");
         assert_eq!(parse("0001-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse("2026-11-26T04:04:05.5+01:00"), Some(1_795_662_245_500_000_000));

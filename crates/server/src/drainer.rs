@@ -152,7 +152,7 @@ pub fn step(state: &State, now: i64, new_id: &mut dyn FnMut(&str) -> String) -> 
         if deadlined {
             details.insert(DETAIL_DEADLINE.to_owned(), "true".to_owned());
         }
-        let stamp = rfc3339(now);
+        let stamp = model::time::format(now);
         let last = node.last_drain.clone().unwrap_or_default();
         out.commands.push(Command::NodeDrain {
             node_id: node.id.clone(),
@@ -214,42 +214,5 @@ fn counts_as_healthy(a: &Allocation) -> bool {
     match a.deployment_status.as_ref().and_then(|d| d.healthy) {
         Some(_) => true,
         None => a.client_status == ClientStatus::Running,
-    }
-}
-
-/// Unix nanoseconds as RFC 3339 in UTC with nanoseconds, as Go's JSON writes `time.Time`.
-pub fn rfc3339(unix_nanos: i64) -> String {
-    let secs = unix_nanos.div_euclid(1_000_000_000);
-    let nanos = unix_nanos.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let frac = if nanos == 0 {
-        String::new()
-    } else {
-        format!(".{nanos:09}").trim_end_matches('0').to_owned()
-    };
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}{frac}Z")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_matches_go() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000_123_000_000), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
     }
 }

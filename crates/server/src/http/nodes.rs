@@ -161,7 +161,7 @@ pub async fn drain(
     }
     let req: DrainRequest = body::decode(&bytes)?.value;
     let now = now_unix_nanos();
-    let stamp = crate::drainer::rfc3339(now);
+    let stamp = model::time::format(now);
     let (node, evals) = ctx
         .read(&q, |s| {
             s.node(&id).map(|n| {
