@@ -10,15 +10,24 @@
 //! (`default`, renames) that only self-describing formats honour, and because a log that `jq`
 //! can read is worth its size. When the format changes, bump [`FORMAT_VERSION`] and teach
 //! [`decode`] to read the old version and migrate it; never reinterpret old bytes silently.
+//!
+//! Versions 1 and 2 (JSON and compressed JSON) were written while orc's Raft identified a leader
+//! by `(term, node ID)`; since openraft's `single-term-leader` feature a log ID's leader is the
+//! term alone and a vote names `voted_for`. Those bytes cannot be migrated safely (an old vote
+//! would decode as "voted for nobody", and an old log may hold entries of two leaders of one
+//! term), so [`decode`] refuses them with [`DecodeError::Obsolete`].
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The version byte written in front of every encoded value.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// The version byte of a value written by [`encode_compressed`]: zlib-compressed JSON.
-pub const FORMAT_VERSION_DEFLATE: u8 = 2;
+pub const FORMAT_VERSION_DEFLATE: u8 = 4;
+
+/// The versions written before Raft had one leader per term (see the module comment).
+const OBSOLETE_VERSIONS: [u8; 2] = [1, 2];
 
 /// Decoding failed: the bytes were written by an unknown version, or are damaged.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +36,8 @@ pub enum DecodeError {
     Empty,
     #[error("format version {found} is not supported (this build reads version {FORMAT_VERSION}); upgrade orc")]
     UnknownVersion { found: u8 },
+    #[error("format version {found} was written by an older orc whose Raft allowed two leaders per term; this build cannot read it: remove the server's data directory and let it rejoin the cluster")]
+    Obsolete { found: u8 },
     #[error("malformed value: {0}")]
     Malformed(#[from] serde_json::Error),
     #[error("malformed compressed value: {0}")]
@@ -70,6 +81,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
                 None => DecodeError::Malformed(e),
             })
         }
+        Some((&found, _)) if OBSOLETE_VERSIONS.contains(&found) => {
+            Err(DecodeError::Obsolete { found })
+        }
         Some((&found, _)) => Err(DecodeError::UnknownVersion { found }),
     }
 }
@@ -87,6 +101,13 @@ mod tests {
         future[0] = FORMAT_VERSION_DEFLATE + 1;
         assert!(matches!(decode::<Vec<u64>>(&future), Err(DecodeError::UnknownVersion { .. })));
         assert!(matches!(decode::<Vec<u64>>(&[]), Err(DecodeError::Empty)));
+        for old in OBSOLETE_VERSIONS {
+            let mut old_bytes = bytes.clone();
+            old_bytes[0] = old;
+            let err = decode::<Vec<u64>>(&old_bytes).unwrap_err();
+            assert!(matches!(err, DecodeError::Obsolete { found } if found == old));
+            assert!(err.to_string().contains("remove the server's data directory"), "{err}");
+        }
         assert!(matches!(decode::<Vec<u64>>(&bytes[..3]), Err(DecodeError::Malformed(_))));
     }
 

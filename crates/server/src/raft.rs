@@ -9,6 +9,10 @@
 //! The state machine lives in memory and is made durable only by snapshots: on restart the last
 //! snapshot is loaded and openraft re-applies the committed log after it (it persists the
 //! committed position through [`Store`] for exactly that).
+//!
+//! openraft runs with its `single-term-leader` feature: as in standard Raft, a server grants one
+//! vote per term and a term has at most one leader, so a log ID's leader is its term alone. (The
+//! default would identify leaders by `(term, node ID)` and let two servers lead one term.)
 
 // openraft's StorageError is large by design; boxing it at every call site would only obscure
 // the adapter.
@@ -786,5 +790,56 @@ impl RaftNetwork<TypeConfig> for Peer {
             }
             Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Seams, Server};
+    use crate::store::MemStore;
+    use crate::transport::TcpConnector;
+    use crate::Config;
+
+    /// A vote as orc wrote it before openraft's `single-term-leader` feature: format version 1,
+    /// the leader named by `(term, node_id)`.
+    const OLD_VOTE: &[u8] = br#"{"leader_id":{"term":3,"node_id":2},"committed":true}"#;
+
+    #[test]
+    fn votes_and_log_ids_have_one_leader_per_term() {
+        // A log ID's leader is its term alone: two leaders of one term could not be told apart
+        // in the log, which is why openraft then lets only one be elected.
+        let id = LogId::new(openraft::CommittedLeaderId::new(7, 2), 9);
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#"{"leader_id":7,"index":9}"#);
+        let vote = Vote::new_committed(7, 2);
+        assert_eq!(
+            serde_json::to_string(&vote).unwrap(),
+            r#"{"leader_id":{"term":7,"voted_for":2},"committed":true}"#
+        );
+        // Why old data must be refused rather than read: serde would take an old vote as a vote
+        // for nobody, and the server could then vote twice in that term.
+        let misread: Vote<u64> = serde_json::from_slice(OLD_VOTE).unwrap();
+        assert_eq!(misread.leader_id().voted_for(), None);
+    }
+
+    #[tokio::test]
+    async fn a_server_refuses_a_vote_written_before_single_term_leaders() {
+        let store = Arc::new(MemStore::new());
+        store.put_meta(MetaKey::Vote, &[&[1u8][..], OLD_VOTE].concat()).unwrap();
+        let mut config = Config { node_id: Some(1), ..Config::default() };
+        config.server.enabled = true;
+        config.server.bootstrap_expect = 1;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let seams = Seams {
+            rpc_advertise: listener.local_addr().unwrap().to_string(),
+            rpc_listener: Box::new(listener),
+            connector: Arc::new(TcpConnector),
+            store: Some(store),
+        };
+        let err = match Server::start(config, seams).await {
+            Ok(_) => panic!("a server started on a vote it cannot read"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("remove the server's data directory"), "{err}");
     }
 }
