@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 mod agent;
 #[path = "cli/cluster.rs"]
 mod cluster;
+#[path = "cli/dev_agent.rs"]
+mod dev_agent;
 #[path = "cli/python_nomad.rs"]
 mod python_nomad;
 #[path = "cli/services.rs"]

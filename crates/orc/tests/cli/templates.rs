@@ -5,85 +5,12 @@
 //! A `{{ service }}` (Consul) template on this Consul-less agent fails the task's setup; with
 //! Consul (the in-repo fake) it lists the passing instances and follows a scale-up too.
 
-use super::orc_in;
+use super::dev_agent::Agent;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Agent {
-    child: Child,
-    http: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::time::Duration;
 
 impl Agent {
-    /// `orc agent -dev`, with a `consul` block when `consul_url` is given.
-    fn start(consul_url: Option<&str>) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let config = dir.path().join("agent.hcl");
-        let text = consul_url.map(|u| format!("consul {{\n  address = \"{u}\"\n}}\n"));
-        std::fs::write(&config, text.unwrap_or_default()).unwrap();
-        let http = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_orc"))
-            .args(["agent", "-dev", "-config"])
-            .arg(&config)
-            .arg("-data-dir")
-            .arg(dir.path().join("data"))
-            .args(["-http-port", &http.to_string(), "-rpc-port", &free_port().to_string()])
-            .env_remove("CONSUL_HTTP_ADDR")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let agent = Agent { child, http, dir };
-        agent.wait(Duration::from_secs(30), "a ready node", |a| {
-            a.get("/v1/nodes").is_some_and(|n| n[0]["Status"] == "ready")
-        });
-        agent
-    }
-
-    fn get(&self, path: &str) -> Option<Value> {
-        let resp = ureq::get(format!("http://127.0.0.1:{}{path}", self.http)).call().ok()?;
-        serde_json::from_str(&resp.into_body().read_to_string().ok()?).ok()
-    }
-
-    fn run(&self, name: &str, job: &str) {
-        let work = self.dir.path().join("jobs");
-        std::fs::create_dir_all(&work).unwrap();
-        let file = work.join(format!("{name}.job"));
-        std::fs::write(&file, job).unwrap();
-        let addr = format!("http://127.0.0.1:{}", self.http);
-        let out =
-            orc_in(&work, &["run", "-address", &addr, "-detach", file.to_str().unwrap()], &[]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn wait(&self, limit: Duration, what: &str, mut f: impl FnMut(&Agent) -> bool) {
-        let start = Instant::now();
-        while !f(self) {
-            if start.elapsed() > limit {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
-                panic!("no {what} within {limit:?}; agent log:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
     /// The job's allocation that is running (the first one).
     fn alloc(&self, job: &str) -> Option<Value> {
         let allocs = self.get(&format!("/v1/job/{job}/allocations"))?;
