@@ -1,11 +1,8 @@
-//! A server's vote only moves forward. orc's Raft (openraft without its `single-term-leader`
-//! feature) identifies a leader by `(term, node ID)`, ordered by term then node ID, so two
-//! servers may each win the same term (a quorum may move on to the higher ID): standard Raft's
-//! "one leader per term" does not hold for this variant, and which of two was elected first
-//! cannot be told from outside (a grant may arrive late). What does hold, and is checked here:
-//! a server's term never decreases while it keeps its state, and a server that stopped leading a
-//! term never leads that term again (its vote moved past `(term, itself)`). That no two leaders
-//! commit conflicting entries is checked by `state_agreement` and `acked_writes`.
+//! A server's term only moves forward. Checked here: a server's term never decreases while it
+//! keeps its state, and a server that stopped leading a term never leads that term again. That
+//! no two servers lead one term is `single_leader`'s check (orc's Raft runs openraft with its
+//! `single-term-leader` feature); that no two leaders commit conflicting entries is checked by
+//! `state_agreement` and `acked_writes`.
 
 use crate::{ServerView, Violation};
 use std::collections::BTreeMap;
@@ -84,7 +81,7 @@ mod tests {
         let mut h = LeaderHistory::default();
         check(&mut h, &[at(1, 3, true)]).unwrap();
         check(&mut h, &[at(1, 3, true)]).unwrap();
-        // Two leaders of one term are possible in openraft: not a violation by itself.
+        // Another leader of the same term is `single_leader`'s concern, not this checker's.
         check(&mut h, &[at(1, 3, false), at(2, 3, true)]).unwrap();
         let err = check(&mut h, &[at(1, 3, true)]).unwrap_err();
         assert_eq!(err.invariant, "leader_order");

@@ -9,6 +9,7 @@ pub mod leader_order;
 pub mod no_overcommit;
 pub mod ports;
 pub mod reschedule_limit;
+pub mod single_leader;
 pub mod state_agreement;
 
 #[cfg(test)]
@@ -20,6 +21,7 @@ use crate::{ServerView, Violation};
 #[derive(Debug, Default)]
 pub struct Checker {
     pub leaders: leader_order::LeaderHistory,
+    pub term_leaders: single_leader::TermLeaders,
     pub acked: acked_writes::AckedWrites,
     pub desired: desired_forward::DesiredHistory,
 }
@@ -27,6 +29,7 @@ pub struct Checker {
 impl Checker {
     /// Checks every invariant against the views of one instant.
     pub fn check(&mut self, views: &[ServerView]) -> Result<(), Violation> {
+        single_leader::check(&mut self.term_leaders, views)?;
         leader_order::check(&mut self.leaders, views)?;
         state_agreement::check(views)?;
         acked_writes::check(&self.acked, views)?;
