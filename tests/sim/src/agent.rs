@@ -26,6 +26,11 @@ pub struct AgentControl {
     pub fail_permille: AtomicU32,
 }
 
+/// The ID of agent `i` on simulated host `h`.
+pub fn node_id(h: usize, i: usize) -> String {
+    format!("{h:08x}-0000-4000-8000-{i:012x}")
+}
+
 /// The node a simulated agent registers: room for many small allocations.
 pub fn node(id: &str, name: &str) -> Node {
     let mut n = Node {

@@ -94,6 +94,11 @@ pub struct Report {
     /// Simulated time from the end of faults to convergence.
     pub converged_after: Duration,
     pub invariant_checks: u64,
+    /// Node drains that ended, in the converged state (nodes whose last drain is `complete`,
+    /// whether the drainer finished it or the deadline did).
+    pub drains_completed: usize,
+    /// Drains an operator disabled again (`canceled`).
+    pub drains_canceled: usize,
     /// A digest of everything the servers showed, step by step (simulated time, each server's
     /// term, leadership, applied index and the evaluations and allocations in its state): two
     /// runs of one seed are the same run exactly when their digests match.
@@ -316,7 +321,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
             async move {
                 let mut agents = Vec::new();
                 for i in 0..per_host {
-                    let id = format!("{h:08x}-0000-4000-8000-{i:012x}");
+                    let id = agent::node_id(h, i);
                     let node = agent::node(&id, &format!("h{h}-{i}"));
                     let agent_seed =
                         seed ^ ((h as u64) << 32 | i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -347,7 +352,10 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
         Wipe { rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5749_5045), done: !cfg.lost_state };
     let mut crashed_agents: BTreeMap<String, bool> = BTreeMap::new();
     let mut vanished = false;
-    let mut workload = Workload::new(cfg.max_jobs);
+    let node_ids: Vec<String> = (0..cfg.agent_hosts)
+        .flat_map(|h| (0..cfg.agents_per_host).map(move |i| agent::node_id(h, i)))
+        .collect();
+    let mut workload = Workload::new(cfg.max_jobs, node_ids);
     let command_gap = cfg.fault_phase / (cfg.commands as u32 + 1);
     let mut next_command = Duration::from_secs(2);
     let mut commands_sent = 0;
@@ -377,7 +385,8 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
 
         // Operators.
         if commands_sent < cfg.commands && now >= next_command {
-            let command = workload.next(&mut rng);
+            let unix = Duration::from_secs(EPOCH_UNIX_SECS) + now;
+            let command = workload.next(&mut rng, unix.as_nanos() as i64);
             let running: Vec<usize> =
                 (0..cfg.servers).filter(|i| slots[*i].commands.lock().unwrap().is_some()).collect();
             if !running.is_empty() {
@@ -514,7 +523,16 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
             next_liveness = now + Duration::from_millis(500);
             match liveness::converged(&views, checker.acked.max_index()) {
                 Ok(()) if commands_sent >= cfg.commands => {
+                    let drains = |status: &str| {
+                        views[0]
+                            .state
+                            .nodes()
+                            .filter(|n| n.last_drain.as_ref().is_some_and(|d| d.status == status))
+                            .count()
+                    };
                     return Ok(Report {
+                        drains_completed: drains("complete"),
+                        drains_canceled: drains("canceled"),
                         seed: cfg.seed,
                         faults,
                         acked_writes: checker.acked.jobs.len(),

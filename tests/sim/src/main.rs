@@ -35,12 +35,14 @@ fn main() {
             Ok(r) => {
                 wiped += r.faults.iter().filter(|f| f.ends_with("(state lost)")).count();
                 println!(
-                "seed {seed}: ok in {:.1}s wall, {} faults, {} acked writes, converged {:?} after faults, {} checks, trace {:016x}",
+                "seed {seed}: ok in {:.1}s wall, {} faults, {} acked writes, converged {:?} after faults, {} checks, drains {} complete {} canceled, trace {:016x}",
                 t.elapsed().as_secs_f64(),
                 r.faults.len(),
                 r.acked_writes,
                 r.converged_after,
                 r.invariant_checks,
+                r.drains_completed,
+                r.drains_canceled,
                 r.trace_digest
             )
             }
