@@ -2,7 +2,10 @@
 //! its application to a [`ClusterState`]. It does not decide anything; it records and re-checks.
 
 use crate::state::{AllocFootprint, ClusterState};
-use model::{AllocMetric, Allocation, ClientStatus, DesiredStatus, Evaluation, NodeStatus};
+use model::{
+    AllocMetric, Allocation, ClientStatus, DesiredStatus, Evaluation, NodeStatus,
+    SchedulingEligibility,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -168,7 +171,7 @@ impl PlanVerdict {
 
 /// Re-checks a plan against a (possibly newer) snapshot, as Nomad's plan applier does: no node
 /// over-committed in cpu, memory or disk, no host port booked twice, no new allocation on a node
-/// that is gone or not ready. Several workers may schedule concurrently from older snapshots;
+/// that is gone, not ready or ineligible. Several workers may schedule concurrently from older snapshots;
 /// this is where their plans meet reality.
 pub fn verify_plan(state: &ClusterState, plan: &Plan) -> PlanVerdict {
     let mut verdict = PlanVerdict::default();
@@ -199,6 +202,11 @@ fn verify_node(state: &ClusterState, plan: &Plan, node_id: &str) -> Result<(), S
     let places_new = allocs.iter().any(|a| state.alloc(&a.id).is_none() && !a.is_terminal());
     if places_new && node.status != NodeStatus::Ready {
         return Err(format!("node is {:?}", node.status).to_lowercase());
+    }
+    // As Nomad's plan applier: a plan computed before a drain (or an eligibility change)
+    // committed must not place new work on the node; in-place updates and stops still may.
+    if places_new && node.scheduling_eligibility == SchedulingEligibility::Ineligible {
+        return Err("node is not eligible".into());
     }
     let cap = state.capacity(idx);
     let usage = state.usage(idx);

@@ -747,6 +747,30 @@ fn verify_plan_rejects_a_stale_plan() {
     expect![[r#"PlanVerdict { accepted_nodes: {}, rejected_nodes: {"n1": "all_at_once: another node was rejected", "n2": "node is down"} }"#]].assert_eq(&format!("{:?}", verify_plan(&down, &all)));
 }
 
+/// A plan computed before a node's drain committed places nothing new there (sim seed 1042 in
+/// `SimConfig::small`: an allocation landed on a node whose drain had already completed). An
+/// allocation already there may still be updated in place: `run_with` verifies every plan of
+/// `ineligible_nodes_keep_in_place_updates_but_get_no_new_work` against its own snapshot.
+#[test]
+fn verify_plan_rejects_new_work_on_an_ineligible_node() {
+    let state = cluster(
+        "
+        node n1
+        node n2
+        ",
+    );
+    let (plan, _) = run_with(&state, Some(&service("web", 2)), &ctx("web"));
+    assert!(verify_plan(&state, &plan).is_complete());
+    let drained = cluster(
+        "
+        node n1 drain
+        node n2 ineligible
+        ",
+    );
+    expect![[r#"{"n1": "node is not eligible", "n2": "node is not eligible"}"#]]
+        .assert_eq(&format!("{:?}", verify_plan(&drained, &plan).rejected_nodes));
+}
+
 #[test]
 fn apply_plan_links_replacements_and_marks_lost() {
     let mut state = cluster(
