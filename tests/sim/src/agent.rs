@@ -5,7 +5,8 @@
 
 use crate::net::SimConnector;
 use model::{
-    Allocation, ClientStatus, DesiredStatus, DriverInfo, JobType, Node, NodeStatus, TaskState,
+    Allocation, ClientStatus, DesiredStatus, DriverInfo, JobType, Node, NodeStatus, TaskEvent,
+    TaskState,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -96,6 +97,8 @@ async fn watch(client: &NodeClient, node_id: &str, rng: &mut ChaCha8Rng, control
     let mut reported = Reported::new();
     // Batch allocations finish some time after they start: alloc ID → unix nanos.
     let mut finishes: BTreeMap<String, i64> = BTreeMap::new();
+    // Stopped allocations whose tasks are being killed: alloc ID → (kill sent, exit).
+    let mut kills: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut min_index = 0;
     loop {
         let reply = match client.allocs(node_id, min_index, Duration::from_secs(1)).await {
@@ -121,7 +124,19 @@ async fn watch(client: &NodeClient, node_id: &str, rng: &mut ChaCha8Rng, control
                 .get(&server::node_endpoint::job_key(a))
                 .is_some_and(|j| j.job_type == JobType::Batch);
             let next = match a.desired_status {
-                DesiredStatus::Stop | DesiredStatus::Evict => Some(ClientStatus::Complete),
+                // A task that never started has nothing to kill.
+                DesiredStatus::Stop | DesiredStatus::Evict if last == ClientStatus::Pending => {
+                    Some(ClientStatus::Complete)
+                }
+                // As the real runner: a stopped (or migrated, by a drain) allocation's tasks
+                // get their kill signal and exit some time later (up to kill_timeout), then
+                // the allocation reports complete. A restarted agent starts the kill again.
+                DesiredStatus::Stop | DesiredStatus::Evict => {
+                    let (_, at) = *kills
+                        .entry(a.id.clone())
+                        .or_insert_with(|| (now, now + rng.random_range(0..1_500) * 1_000_000));
+                    (at <= now).then_some(ClientStatus::Complete)
+                }
                 DesiredStatus::Run if last == ClientStatus::Pending => {
                     let fail =
                         rng.random_range(0..1000) < control.fail_permille.load(Ordering::Relaxed);
@@ -144,7 +159,8 @@ async fn watch(client: &NodeClient, node_id: &str, rng: &mut ChaCha8Rng, control
                 }
             };
             if let Some(status) = next.filter(|s| *s != last) {
-                updates.push(update(a, status, now));
+                let killed = kills.get(&a.id).map(|(sent, _)| *sent);
+                updates.push(update(a, status, now, killed));
             }
         }
         if updates.is_empty() {
@@ -154,6 +170,7 @@ async fn watch(client: &NodeClient, node_id: &str, rng: &mut ChaCha8Rng, control
             for u in updates {
                 if u.client_status.is_terminal() {
                     finishes.remove(&u.alloc_id);
+                    kills.remove(&u.alloc_id);
                 }
                 reported.insert(u.alloc_id, u.client_status);
             }
@@ -161,19 +178,57 @@ async fn watch(client: &NodeClient, node_id: &str, rng: &mut ChaCha8Rng, control
     }
 }
 
-fn update(a: &Allocation, status: ClientStatus, now: i64) -> AllocClientUpdate {
+/// The update an agent sends; `killed` (when the kill was sent) when the server stopped a
+/// running allocation, whose tasks then carry the runner's "Killing" and "Killed" events.
+fn update(
+    a: &Allocation,
+    status: ClientStatus,
+    now: i64,
+    killed: Option<i64>,
+) -> AllocClientUpdate {
     let failed = status == ClientStatus::Failed;
     let state = if status == ClientStatus::Running { "running" } else { "dead" };
+    let event = |kind: &str, time: i64, message: &str| TaskEvent {
+        event_type: kind.into(),
+        time,
+        message: message.into(),
+        display_message: message.into(),
+        ..TaskEvent::default()
+    };
+    let events = match killed {
+        Some(sent) => vec![
+            event("Killing", sent, "Sent interrupt. Waiting 5s before force killing"),
+            event("Killed", now, "Task successfully killed"),
+        ],
+        None => Vec::new(),
+    };
     let task_states = a
         .allocated_resources
         .tasks
         .keys()
-        .map(|t| (t.clone(), TaskState { state: state.into(), failed, ..TaskState::default() }))
+        .map(|t| {
+            let ts = TaskState {
+                state: state.into(),
+                failed,
+                events: events.clone(),
+                ..TaskState::default()
+            };
+            (t.clone(), ts)
+        })
         .collect();
+    // The runner's descriptions (`agent::runner::describe`).
+    let description = match status {
+        ClientStatus::Pending => "No tasks have started",
+        ClientStatus::Running => "Tasks are running",
+        ClientStatus::Complete => "All tasks have completed",
+        ClientStatus::Failed => "Failed tasks",
+        ClientStatus::Lost => "Allocation lost",
+        ClientStatus::Unknown => "Unknown",
+    };
     AllocClientUpdate {
         alloc_id: a.id.clone(),
         client_status: status,
-        client_description: String::new(),
+        client_description: description.into(),
         task_states,
         deployment_status: None,
         modify_time: now,
