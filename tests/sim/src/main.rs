@@ -1,4 +1,4 @@
-//! The seed sweep: `cargo run --release -p sim -- --seeds N [--from S]` runs N simulations
+//! The seed sweep: `cargo run --release -p sim --bin sim -- --seeds N [--from S]` runs N simulations
 //! (seeds S..S+N, or the one in ORC_SIM_SEED) and prints every failure with its seed. A thin
 //! shell over `sim::harness`.
 
@@ -9,6 +9,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut count, mut from) = (1u64, 0u64);
     let (mut no_faults, mut ci, mut lost_state) = (false, false, false);
+    let mut servers: Option<u64> = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
         match a.as_str() {
@@ -17,6 +18,7 @@ fn main() {
             "--no-faults" => no_faults = true,
             "--ci" => ci = true,
             "--lost-state" => lost_state = true,
+            "--servers" => servers = Some(value()),
             _ => usage(),
         }
     }
@@ -30,6 +32,9 @@ fn main() {
         let mut cfg = if ci { SimConfig::ci(seed) } else { SimConfig::small(seed) };
         cfg.faults = !no_faults;
         cfg.lost_state = lost_state;
+        if let Some(n) = servers {
+            cfg.servers = n as usize;
+        }
         let t = Instant::now();
         match run(&cfg) {
             Ok(r) => {
@@ -64,7 +69,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sim [--seeds N] [--from S] [--no-faults] [--ci] [--lost-state]   (ORC_SIM_SEED=S runs one seed)"
+        "usage: sim [--seeds N] [--from S] [--no-faults] [--ci] [--lost-state] [--servers 3|5]   (ORC_SIM_SEED=S runs one seed)"
     );
     std::process::exit(2)
 }
