@@ -13,6 +13,8 @@ enum Shape {
     Ci,
     /// `SimConfig::small`: about a minute per seed in a debug build.
     Small,
+    /// `SimConfig::ci` on five servers instead of three.
+    CiFive,
 }
 
 impl Shape {
@@ -20,6 +22,7 @@ impl Shape {
         match self {
             Shape::Ci => SimConfig::ci(seed),
             Shape::Small => SimConfig::small(seed),
+            Shape::CiFive => SimConfig { servers: 5, ..SimConfig::ci(seed) },
         }
     }
 }
@@ -68,7 +71,7 @@ fn check_with(seeds: impl IntoIterator<Item = (u64, Shape)>) -> usize {
     drains
 }
 
-// Four tests of five seeds each, so the test harness spreads them over the cores.
+// Tests of five seeds each, so the test harness spreads them over the cores.
 #[test]
 fn seeds_0_to_4() {
     check(0..5);
@@ -87,6 +90,13 @@ fn seeds_10_to_14() {
 #[test]
 fn seeds_15_to_19() {
     check(15..20);
+}
+
+/// Five servers: two may fail at once, and elections have more voters.
+#[test]
+fn five_servers_seeds_0_to_4() {
+    let drains = check_with((0..5).map(|s| (s, Shape::CiFive)));
+    assert!(drains > 0, "no node drain completed in these seeds");
 }
 
 /// The regression seeds in CI's shape run always; those found in the larger
