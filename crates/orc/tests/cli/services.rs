@@ -275,11 +275,13 @@ fn standin() -> std::path::PathBuf {
     pot
 }
 
-#[test]
-fn seed_job_file_in_pots_registers_in_consul() {
+/// An agent driving the pot stand-in (with the seed's nginx test image in a local registry) and
+/// registering in a fresh fake Consul; `None` (the test skips) without python3, which the image
+/// needs. Each test gets its own `net` octet for the pots' network. The runtime serves the fake.
+fn pot_agent_with_fake_consul(net: u8) -> Option<(tokio::runtime::Runtime, FakeConsul, Agent)> {
     if !Path::new("/usr/bin/python3").exists() && !Path::new("/usr/local/bin/python3").exists() {
         eprintln!("skipped: the stand-in's test image needs python3");
-        return;
+        return None;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fake = rt.block_on(async {
@@ -295,7 +297,7 @@ fn seed_job_file_in_pots_registers_in_consul() {
         let d = |s: &str| dir.join(s).display().to_string();
         // The seed's datacenter, so the job file runs as written.
         format!(
-            "datacenter = \"minipot\"\nplugin \"pot\" {{\n  config {{\n    pot_path = \"{}\"\n    pot_env = {{ POT_FS_ROOT = \"{}\", POT_CACHE = \"{}\", POT_TMP = \"{}\", POT_NETWORK = \"127.{}.9.0/24\" }}\n  }}\n}}\n",
+            "datacenter = \"minipot\"\nplugin \"pot\" {{\n  config {{\n    pot_path = \"{}\"\n    pot_env = {{ POT_FS_ROOT = \"{}\", POT_CACHE = \"{}\", POT_TMP = \"{}\", POT_NETWORK = \"127.{}.{net}.0/24\" }}\n  }}\n}}\n",
             standin().display(),
             d("pot"),
             d("cache"),
@@ -303,6 +305,12 @@ fn seed_job_file_in_pots_registers_in_consul() {
             100 + std::process::id() % 50
         )
     });
+    Some((rt, fake, agent))
+}
+
+#[test]
+fn seed_job_file_in_pots_registers_in_consul() {
+    let Some((rt, fake, agent)) = pot_agent_with_fake_consul(9) else { return };
     // examples/nginx.job as it is, with the image pointed at the local registry.
     let seed = std::fs::read_to_string(super::repo().join("examples/nginx.job")).unwrap();
     let registry = format!("file://{}", agent.dir.path().join("registry").display());
@@ -828,31 +836,7 @@ fn consul_script_checks_run_in_the_task_and_report_through_ttl() {
 /// exit 0 passing, 1 warning, 2 critical, and a script that outlives its timeout is critical.
 #[test]
 fn consul_script_checks_run_in_pots_through_pot_exec() {
-    if !Path::new("/usr/bin/python3").exists() && !Path::new("/usr/local/bin/python3").exists() {
-        eprintln!("skipped: the stand-in's test image needs python3");
-        return;
-    }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let fake = rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        FakeConsul::start(l, None).unwrap()
-    });
-    let agent = Agent::start_with(Some(&fake.url()), |dir| {
-        for d in ["pot/jails", "cache", "tmp", "registry", "work"] {
-            std::fs::create_dir_all(dir.join(d)).unwrap();
-        }
-        pot_standin::image::build_nginx_test_image(&dir.join("work"), &dir.join("registry"))
-            .unwrap();
-        let d = |s: &str| dir.join(s).display().to_string();
-        format!(
-            "datacenter = \"minipot\"\nplugin \"pot\" {{\n  config {{\n    pot_path = \"{}\"\n    pot_env = {{ POT_FS_ROOT = \"{}\", POT_CACHE = \"{}\", POT_TMP = \"{}\", POT_NETWORK = \"127.{}.10.0/24\" }}\n  }}\n}}\n",
-            standin().display(),
-            d("pot"),
-            d("cache"),
-            d("tmp"),
-            100 + std::process::id() % 50
-        )
-    });
+    let Some((rt, fake, agent)) = pot_agent_with_fake_consul(10) else { return };
     let seed = std::fs::read_to_string(super::repo().join("examples/nginx.job")).unwrap();
     let registry = format!("file://{}", agent.dir.path().join("registry").display());
     let tcp = r#"type     = "tcp"
