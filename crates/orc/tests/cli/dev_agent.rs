@@ -108,3 +108,13 @@ impl Agent {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// A fresh fake Consul agent on a free port, served by the returned runtime.
+pub(super) fn fake_consul() -> (tokio::runtime::Runtime, consul_fake::FakeConsul) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        consul_fake::FakeConsul::start(l, None).unwrap()
+    });
+    (rt, fake)
+}

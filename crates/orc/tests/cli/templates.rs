@@ -5,7 +5,7 @@
 //! A `{{ service }}` (Consul) template on this Consul-less agent fails the task's setup; with
 //! Consul (the in-repo fake) it lists the passing instances and follows a scale-up too.
 
-use super::dev_agent::Agent;
+use super::dev_agent::{fake_consul, Agent};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -265,11 +265,7 @@ const CONSUL_PROXY: &str = r#"job "proxy" {
 
 #[test]
 fn service_templates_read_consuls_passing_instances() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let fake = rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        consul_fake::FakeConsul::start(l, None).unwrap()
-    });
+    let (_rt, fake) = fake_consul();
     let agent = Agent::start(Some(&fake.url()));
     let fake = &fake;
     let in_consul = |n: usize| {
