@@ -868,6 +868,12 @@ impl Services {
         }
     }
 
+    /// The job with its service blocks interpolated for `alloc`; `None` before `set_env`.
+    fn interpolated(&self, alloc: &Allocation, job: &Job) -> Option<Job> {
+        let env = self.env.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        env.map(|e| interpolate_job(alloc, job, &e))
+    }
+
     /// Sets what service blocks are interpolated with (before any allocation is tracked).
     pub fn set_env(&self, node: &Node, region: &str, alloc_root: PathBuf) {
         *self.env.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -875,8 +881,7 @@ impl Services {
     }
 
     pub fn track(&self, alloc: &Allocation, job: &Job) {
-        let env = self.env.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let interpolated = env.map(|e| interpolate_job(alloc, job, &e));
+        let interpolated = self.interpolated(alloc, job);
         let services_job = interpolated.as_ref().unwrap_or(job);
         if let Some(c) = &self.consul {
             c.track(alloc, services_job);
@@ -977,8 +982,7 @@ impl Services {
     /// An in-place update of a running allocation: both providers see the new job version
     /// (Consul's registrations are recomputed on the runner's next report).
     pub fn update(&self, alloc: &Allocation, job: &Job) {
-        let env = self.env.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let interpolated = env.map(|e| interpolate_job(alloc, job, &e));
+        let interpolated = self.interpolated(alloc, job);
         let job = interpolated.as_ref().unwrap_or(job);
         if let Some(c) = &self.consul {
             c.track(alloc, job);
