@@ -151,6 +151,18 @@ async fn blocking_service_query_wakes_on_registration() {
 /// Reads ndjson lines from a streaming GET on a blocking thread, until `stop` lines are seen
 /// or `timeout` passes.
 fn read_lines(url: String, want: usize, timeout: Duration) -> Vec<Value> {
+    read_lines_until(url, timeout, |lines| lines.len() >= want)
+}
+
+/// Reads until `want` lines carry events; heartbeat lines (`{}`) in between are kept but not
+/// counted, since one may fall between any two events.
+fn read_event_lines(url: String, want: usize, timeout: Duration) -> Vec<Value> {
+    read_lines_until(url, timeout, |lines| {
+        lines.iter().filter(|l| l.get("Events").is_some()).count() >= want
+    })
+}
+
+fn read_lines_until(url: String, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
@@ -163,7 +175,7 @@ fn read_lines(url: String, want: usize, timeout: Duration) -> Vec<Value> {
     for line in reader.lines() {
         let Ok(line) = line else { break };
         out.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
-        if out.len() >= want {
+        if done(&out) {
             break;
         }
     }
@@ -223,6 +235,14 @@ async fn event_stream_sends_service_events_and_heartbeats() {
 async fn event_stream_replays_buffered_events_after_an_index() {
     let api = start_api(0, "dc1").await;
     let (base, _server) = serve_with_heartbeat(&api, Duration::from_millis(300)).await;
+    // The buffer holds what happened since the server's feeder started, and the feeder starts
+    // in the background; a stream without an index answers only once the feeder has caught
+    // up, so one heartbeat from it means the writes below are all buffered.
+    let url = format!("{base}/v1/event/stream?topic=Service:*");
+    let ready = tokio::task::spawn_blocking(move || read_lines(url, 1, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(ready, [json!({})]);
     let after = register(&api, vec![instance("a0", 23000, &[], ServiceHealth::Passing)]).await;
     register(&api, vec![instance("a1", 23001, &[], ServiceHealth::Passing)]).await;
     api.handle
@@ -236,9 +256,10 @@ async fn event_stream_replays_buffered_events_after_an_index() {
     // A client that saw index `after` resumes from it: the history since, deregistration
     // included (the state no longer has a0, only the buffer remembers it).
     let url = format!("{base}/v1/event/stream?index={after}&topic=Service:*");
-    let lines = tokio::task::spawn_blocking(move || read_lines(url, 3, Duration::from_secs(10)))
-        .await
-        .unwrap();
+    let lines =
+        tokio::task::spawn_blocking(move || read_event_lines(url, 3, Duration::from_secs(10)))
+            .await
+            .unwrap();
     let mut events: Vec<(String, String, u64)> = lines
         .iter()
         .flat_map(|l| l["Events"].as_array().cloned().unwrap_or_default())
