@@ -215,20 +215,18 @@ fn templates_list_native_services_and_re_render_when_they_scale() {
     let second_start = starts.split("---").nth(1).unwrap();
     assert_eq!(sorted(second_start), sorted(&expected));
 
+    // The agent reports task events to the servers in batches, so the files can be on disk
+    // before the events are in the API: wait for both events.
+    let restart_event =
+        ("Restart Signaled".to_string(), "Template with change_mode restart re-rendered".into());
+    let signal_event = ("Signaling".to_string(), "Template re-rendered".to_string());
+    agent.wait(Duration::from_secs(30), "the template events", |a| {
+        a.get(&format!("/v1/allocation/{alloc}")).is_some_and(|v| {
+            events(&v, "restarts").contains(&restart_event)
+                && events(&v, "signalled").contains(&signal_event)
+        })
+    });
     let v = agent.get(&format!("/v1/allocation/{alloc}")).unwrap();
-    let restarted = events(&v, "restarts");
-    assert!(
-        restarted.contains(&(
-            "Restart Signaled".into(),
-            "Template with change_mode restart re-rendered".into()
-        )),
-        "{restarted:?}"
-    );
-    let signalled = events(&v, "signalled");
-    assert!(
-        signalled.contains(&("Signaling".into(), "Template re-rendered".into())),
-        "{signalled:?}"
-    );
     assert_eq!(v["TaskStates"]["signalled"]["Restarts"].as_u64(), Some(0));
 
     // `service` reads Consul, which this agent does not have: the setup fails, loudly.
