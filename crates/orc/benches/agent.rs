@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 
+/// A free loopback port for a process this test starts (see `testkit::free_port`).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    testkit::free_port()
 }
 
 fn rss_kb(pid: u32) -> u64 {

@@ -18,8 +18,9 @@ fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// A free loopback port for a process this test starts (see `testkit::free_port`).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    testkit::free_port()
 }
 
 /// The child: one server agent until its stdin closes (the parent exiting or killing it).

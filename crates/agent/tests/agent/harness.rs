@@ -277,7 +277,7 @@ pub fn events(r: &AllocReport, task: &str) -> Vec<String> {
         .map_or_else(Vec::new, |s| s.events.iter().map(|e| e.event_type.clone()).collect())
 }
 
-/// A free TCP port on loopback.
+/// A free loopback port for a process this test starts (see `testkit::free_port`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    testkit::free_port()
 }

@@ -511,8 +511,7 @@ fn no_server_says_which_address_was_tried() {
 /// stops on SIGTERM.
 #[test]
 fn orc_agent_dev_serves_the_api_in_a_real_process() {
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (http, rpc) = (free(), free());
+    let (http, rpc) = (testkit::free_port(), testkit::free_port());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.hcl");
     std::fs::write(

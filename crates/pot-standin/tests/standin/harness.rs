@@ -3,7 +3,7 @@
 //! reaped when its fixture drops.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -234,9 +234,9 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A free TCP port on this host (bind :0, read, close).
+/// A free loopback port for a process this test starts (see `testkit::free_port`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
+    testkit::free_port()
 }
 
 /// A minimal HTTP/1.0 GET; `None` while nothing answers.

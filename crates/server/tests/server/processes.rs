@@ -79,8 +79,9 @@ async fn call(method: &str, url: String, body: Option<Vec<u8>>) -> Option<(u16, 
     .unwrap()
 }
 
+/// A free loopback port for a process this test starts (see `testkit::free_port`).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    testkit::free_port()
 }
 
 async fn get(http: u16, path: &str) -> Option<Value> {
