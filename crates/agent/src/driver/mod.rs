@@ -2,6 +2,7 @@
 //! re-adopted after an agent restart. `raw_exec` runs host processes; `pot` (in `crate::pot`)
 //! runs jails through the pot CLI. The allocation runner decides *when*; drivers only do.
 
+pub mod exit_watch;
 pub mod process;
 pub mod raw_exec;
 

@@ -1,9 +1,13 @@
 //! The raw_exec driver: one host process per task, in its own process group, with the task
 //! environment only (plus a minimal PATH), never the agent's. Output goes straight to the task's
 //! log files, so the task outlives an agent crash with no helper process in between. After an
-//! agent restart the process is re-adopted by pid and start time; its exit status is then not
-//! ours to collect (it is no longer our child), which the exit result says.
+//! agent restart the process is re-adopted by pid and start time. It is no longer our child, so
+//! its exit status comes from the kernel's exit events instead ([`ExitWatcher`]: one socket or
+//! kqueue for all re-adopted tasks, opened at the first re-adoption). Where that is not possible
+//! (not root, another namespace, another OS) the driver polls until the process is gone and
+//! reports its exit code unknown, as it does for a task that ended while the agent was down.
 
+use super::exit_watch::{ExitWatcher, SubscribeError, Subscription};
 use super::process::{is_same_process, parse_signal, signal_group, start_time};
 use super::{Driver, DriverError, ExecOutput, ExitResult, Handle, TaskSpec, MAX_EXEC_OUTPUT};
 use futures::future::BoxFuture;
@@ -20,12 +24,109 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub struct RawExec {
     enabled: bool,
     children: Mutex<HashMap<u32, tokio::process::Child>>,
+    /// Opened at the first re-adoption; why not when it cannot be (logged once).
+    exit_watcher: tokio::sync::OnceCell<Result<ExitWatcher, String>>,
+    /// Re-adopted processes, subscribed to by `recover` until `wait` takes them.
+    adopted: Mutex<HashMap<u32, Subscription>>,
 }
+
+/// How the exit of a re-adopted process can be learnt.
+enum Watch {
+    Subscribed(Subscription),
+    /// It is gone already: it exited before anything could watch it.
+    Gone,
+    /// The OS offers no watcher to this agent; poll.
+    Unavailable,
+}
+
+/// The exit result when nobody can know the exit code.
+const UNKNOWN: ExitResult = ExitResult { exit_code: -1, signal: 0, unknown: true };
 
 impl RawExec {
     /// raw_exec runs anything as the agent's user, so it is off unless configured on.
     pub fn new(enabled: bool) -> Self {
-        RawExec { enabled, children: Mutex::new(HashMap::new()) }
+        RawExec {
+            enabled,
+            children: Mutex::new(HashMap::new()),
+            exit_watcher: tokio::sync::OnceCell::new(),
+            adopted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether exit codes of re-adopted tasks are known on this host: opens the shared exit
+    /// watcher if it is not open yet, and says why not when it cannot be.
+    pub async fn exit_watch_available(&self) -> Result<(), String> {
+        self.open_watcher().await.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    async fn open_watcher(&self) -> &Result<ExitWatcher, String> {
+        self.exit_watcher
+            .get_or_init(|| async {
+                ExitWatcher::open().await.map_err(|e| {
+                    tracing::warn!("exit codes of re-adopted raw_exec tasks will be unknown: {e}");
+                    e.to_string()
+                })
+            })
+            .await
+    }
+
+    /// Subscribes to the exit of a re-adopted process, then checks it is still the process
+    /// the agent started: in this order, an exit can never slip between the two.
+    async fn subscribe(&self, handle: &Handle) -> Watch {
+        let Ok(watcher) = self.open_watcher().await else { return Watch::Unavailable };
+        match watcher.subscribe(handle.pid) {
+            Ok(sub) if is_same_process(handle.pid, &handle.start_time) => Watch::Subscribed(sub),
+            Ok(_) | Err(SubscribeError::Gone(_)) => Watch::Gone,
+            Err(e) => {
+                tracing::warn!("exit code of re-adopted task {} will be unknown: {e}", handle.pid);
+                Watch::Unavailable
+            }
+        }
+    }
+
+    /// Waits for a process that is not our child.
+    async fn wait_adopted(&self, handle: &Handle) -> ExitResult {
+        let stashed = self.adopted.lock().unwrap_or_else(|e| e.into_inner()).remove(&handle.pid);
+        let watch = match stashed {
+            Some(sub) => Watch::Subscribed(sub),
+            None => self.subscribe(handle).await,
+        };
+        let mut sub = match watch {
+            Watch::Subscribed(sub) => sub,
+            Watch::Gone => return UNKNOWN,
+            Watch::Unavailable => {
+                while is_same_process(handle.pid, &handle.start_time) {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                return UNKNOWN;
+            }
+        };
+        loop {
+            // Exit events come per thread; the process is over once it is gone (or a zombie),
+            // which follows its main thread's exit closely. Checking now and then also covers
+            // an event the kernel dropped (queue overflow).
+            let interval = if sub.exit().is_some_and(|e| e.leader) { 20 } else { 1000 };
+            tokio::select! {
+                _ = sub.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(interval)) => {}
+            }
+            if is_same_process(handle.pid, &handle.start_time) {
+                continue;
+            }
+            // The kernel queues the exit event before the process turns zombie, but the
+            // reader task may not have delivered it yet.
+            if sub.exit().is_none() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), sub.changed()).await;
+            }
+            return match sub.exit() {
+                Some(e) => ExitResult {
+                    exit_code: e.status.exit_code,
+                    signal: e.status.signal,
+                    unknown: false,
+                },
+                None => UNKNOWN,
+            };
+        }
     }
 }
 
@@ -147,11 +248,7 @@ impl Driver for RawExec {
                     Err(_) => ExitResult { exit_code: -1, signal: 0, unknown: true },
                 };
             }
-            // A re-adopted process: poll until it is gone.
-            while is_same_process(handle.pid, &handle.start_time) {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            ExitResult { exit_code: -1, signal: 0, unknown: true }
+            self.wait_adopted(handle).await
         })
     }
 
@@ -178,6 +275,18 @@ impl Driver for RawExec {
     }
 
     fn recover<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, bool> {
-        Box::pin(async move { is_same_process(handle.pid, &handle.start_time) })
+        Box::pin(async move {
+            if !is_same_process(handle.pid, &handle.start_time) {
+                return false;
+            }
+            match self.subscribe(handle).await {
+                Watch::Subscribed(sub) => {
+                    self.adopted.lock().unwrap_or_else(|e| e.into_inner()).insert(handle.pid, sub);
+                    true
+                }
+                Watch::Gone => false,
+                Watch::Unavailable => true,
+            }
+        })
     }
 }

@@ -425,3 +425,60 @@ async fn a_template_that_cannot_render_fails_the_task_before_it_starts() {
     }
     assert!(!dir.path().join("outside").exists());
 }
+
+/// Starts `script` as a grandchild of this test (the shell in between exits at once), so it is
+/// nobody's child here, as a task is after the agent that started it died. It waits for the
+/// file `go` in `dir` before it goes on. Returns its handle as the agent would have saved it.
+fn orphan(dir: &std::path::Path, script: &str) -> agent::driver::Handle {
+    let go = dir.join("go");
+    let inner = format!("while [ ! -e '{}' ]; do sleep 0.02; done; {script}", go.display());
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg("/bin/sh -c \"$0\" </dev/null >/dev/null 2>&1 & echo $!")
+        .arg(&inner)
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let start_time = agent::driver::process::start_time(pid).expect("the orphan runs");
+    agent::driver::Handle { driver: "raw_exec".into(), pid, start_time, ..Default::default() }
+}
+
+#[tokio::test]
+async fn a_readopted_process_that_is_not_our_child_reports_its_exit_code_and_signal() {
+    use agent::driver::{raw_exec::RawExec, Driver, ExitResult};
+    let driver = RawExec::new(true);
+    // Where the kernel offers the watcher it must work: on Linux that needs root, as CI runs.
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    if let Err(why) = driver.exit_watch_available().await {
+        panic!("the exit watcher must open here (run as root, in the initial namespaces): {why}");
+    }
+    let cases = [("exit 3", 3, 0), ("kill -TERM $$", -1, 15), ("exit 0", 0, 0)];
+    let dirs: Vec<_> = cases.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let handles: Vec<_> =
+        cases.iter().zip(&dirs).map(|((s, _, _), d)| orphan(d.path(), s)).collect();
+    for h in &handles {
+        assert!(driver.recover(h).await, "{h:?} is re-adopted");
+    }
+    let waits: Vec<_> = handles.iter().map(|h| driver.wait(h)).collect();
+    for d in &dirs {
+        std::fs::write(d.path().join("go"), "").unwrap();
+    }
+    let results = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(waits))
+        .await
+        .expect("every orphan exits once told to");
+    for ((script, exit_code, signal), result) in cases.iter().zip(results) {
+        let want = ExitResult { exit_code: *exit_code, signal: *signal, unknown: false };
+        assert_eq!(result, want, "{script}");
+    }
+
+    // One that ended before the agent came back is not re-adopted: nobody can know its code.
+    let dir = tempfile::tempdir().unwrap();
+    let gone = orphan(dir.path(), "exit 5");
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    wait_until(Duration::from_secs(30), || {
+        !agent::driver::process::is_same_process(gone.pid, &gone.start_time)
+    })
+    .await;
+    assert!(!driver.recover(&gone).await);
+    assert_eq!(driver.wait(&gone).await, ExitResult { exit_code: -1, signal: 0, unknown: true });
+}
