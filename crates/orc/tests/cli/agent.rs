@@ -319,6 +319,112 @@ fn sigkilled_agent_readopts_running_tasks_without_restarting_them() {
     agent.wait(Duration::from_secs(2), "the task gone", |_| !alive(pids[0]));
 }
 
+/// A batch job of two groups whose tasks wait for the file `go`, then exit 0 (`ok`) or 3
+/// (`bad`). Neither may restart on exit 0; `bad` may not restart at all.
+fn readopt_batch_job(go: &Path) -> String {
+    let group = |name: &str, code: i32, attempts: u32| {
+        format!(
+            r#"  group "{name}" {{
+    restart {{
+      attempts = {attempts}
+      delay    = "1s"
+      interval = "1h"
+      mode     = "fail"
+    }}
+    reschedule {{
+      attempts  = 0
+      unlimited = false
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "while [ ! -e '{go}' ]; do sleep 0.05; done; exit {code}"]
+      }}
+    }}
+  }}
+"#,
+            go = go.display()
+        )
+    };
+    format!(
+        "job \"readopt\" {{\n  datacenters = [\"*\"]\n  type        = \"batch\"\n{}{}}}\n",
+        group("ok", 0, 2),
+        group("bad", 3, 0)
+    )
+}
+
+#[test]
+fn a_readopted_batch_task_ends_with_its_own_exit_code_and_is_not_started_again() {
+    let mut agent = DevAgent::start();
+    let go = agent.dir.path().join("go");
+    let job = agent.dir.path().join("readopt.job");
+    std::fs::write(&job, readopt_batch_job(&go)).unwrap();
+    let out = agent.orc(&["run", "-detach", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    agent.wait(Duration::from_secs(10), "two running allocations", |a| {
+        let allocs = a.allocs("readopt");
+        allocs.len() == 2 && allocs.iter().all(|x| x["ClientStatus"] == "running")
+    });
+    let pids = agent.task_pids();
+    assert_eq!(pids.len(), 2);
+    agent.sigkill();
+    assert!(pids.iter().all(|p| alive(*p)), "the tasks must outlive the agent");
+    agent.spawn();
+    let events = |a: &DevAgent, id: &str| -> Vec<Value> {
+        a.alloc(id)["TaskStates"]["t"]["Events"].as_array().cloned().unwrap_or_default()
+    };
+    let ids: Vec<(String, String)> = agent
+        .allocs("readopt")
+        .iter()
+        .map(|x| (x["TaskGroup"].as_str().unwrap().to_string(), x["ID"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for (_, id) in &ids {
+        agent.wait(Duration::from_secs(10), "re-adoption", |a| {
+            events(a, id)
+                .iter()
+                .any(|e| e["DisplayMessage"].as_str().is_some_and(|m| m.contains("re-adopted")))
+        });
+    }
+    // Only now may they finish: their exits happen while this agent watches them.
+    std::fs::write(&go, "").unwrap();
+    for (group, id) in &ids {
+        let (status, code) = if group == "ok" { ("complete", 0) } else { ("failed", 3) };
+        agent.wait(Duration::from_secs(20), "a finished allocation", |a| {
+            let s = status_of(a, id);
+            s == "complete" || s == "failed"
+        });
+        // The watcher needs root in the initial namespaces (as CI runs); say so, not just -1.
+        let log = std::fs::read_to_string(agent.dir.path().join("agent.log")).unwrap();
+        if let Some(why) = log.lines().find(|l| l.contains("re-adopted raw_exec tasks will be")) {
+            panic!("the agent could not watch re-adopted tasks' exits: {why}");
+        }
+        let events = events(&agent, id);
+        assert_eq!(status_of(&agent, id), status, "{group}: {events:#?}");
+        let started: Vec<&str> = events
+            .iter()
+            .filter(|e| e["Type"] == "Started")
+            .filter_map(|e| e["DisplayMessage"].as_str())
+            .collect();
+        assert_eq!(
+            started,
+            ["Task started by client", "Task re-adopted after an agent restart"],
+            "{group}: started again: {events:#?}"
+        );
+        assert!(!events.iter().any(|e| e["Type"] == "Restarting"), "{group}: {events:#?}");
+        let terminated: Vec<&Value> = events.iter().filter(|e| e["Type"] == "Terminated").collect();
+        assert_eq!(terminated.len(), 1, "{group}: {events:#?}");
+        assert_eq!(terminated[0]["ExitCode"], code, "{group}: {events:#?}");
+        assert_eq!(
+            terminated[0]["DisplayMessage"],
+            format!("Exit Code: {code}"),
+            "{group}: {events:#?}"
+        );
+    }
+    assert_eq!(agent.allocs("readopt").len(), 2, "nothing was rescheduled");
+}
+
 /// A job whose service tags, kill_timeout and sleep length are the caller's.
 fn inplace_job(tag: &str, kill_timeout: &str, sleep: &str) -> String {
     format!(
