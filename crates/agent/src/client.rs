@@ -76,6 +76,20 @@ pub struct ClientConfig {
     pub consul: Option<consul::ConsulConfig>,
     /// orc's own catalogue, for services with `provider = "nomad"`; `None`: not registered.
     pub catalog: Option<crate::services::CatalogHandle>,
+    /// Drivers registered beside raw_exec and pot (a simulation's fake driver), each offered
+    /// when its `fingerprint` answers; a name already taken by raw_exec or pot is refused.
+    pub drivers: Vec<Arc<dyn Driver>>,
+    /// The host's facts, when fixed (a simulated host); `None`: fingerprinted from the machine.
+    pub facts: Option<fingerprint::HostFacts>,
+    /// What task events and reports are stamped with.
+    pub clock: crate::clock::Clock,
+}
+
+/// Drivers print as their names (in `ClientConfig`'s debug output).
+impl std::fmt::Debug for dyn Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Driver({})", self.name())
+    }
 }
 
 impl ClientConfig {
@@ -91,6 +105,9 @@ impl ClientConfig {
             gc_interval: Duration::from_secs(60),
             consul: None,
             catalog: None,
+            drivers: Vec::new(),
+            facts: None,
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -122,6 +139,8 @@ struct Inner {
 pub enum StartError {
     #[error("data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("driver {0:?} is registered twice")]
+    DuplicateDriver(String),
 }
 
 fn load_or_create_node_id(dir: &std::path::Path) -> std::io::Result<String> {
@@ -201,8 +220,22 @@ impl Client {
                 None => tracing::info!("pot driver disabled: `pot version -q` did not answer"),
             }
         }
-        let facts =
-            fingerprint::host_facts(&config.data_dir, node_config.network_interface.as_deref());
+        for driver in &config.drivers {
+            let name = driver.name();
+            if drivers.contains_key(name) || infos.contains_key(name) {
+                return Err(StartError::DuplicateDriver(name.into()));
+            }
+            match driver.fingerprint().await {
+                Some(info) => {
+                    infos.insert(name.to_string(), info);
+                    drivers.insert(name.into(), driver.clone());
+                }
+                None => tracing::info!(driver = name, "driver disabled: fingerprint found nothing"),
+            }
+        }
+        let facts = config.facts.clone().unwrap_or_else(|| {
+            fingerprint::host_facts(&config.data_dir, node_config.network_interface.as_deref())
+        });
         let node = fingerprint::build_node(&node_config, &facts, infos);
 
         let address = node
@@ -217,10 +250,12 @@ impl Client {
             service_tasks.extend(tasks);
             native
         });
-        let services = Arc::new(crate::services::Services::new(
+        let mut services = crate::services::Services::new(
             config.consul.clone().map(|c| crate::services::ConsulServices::new(c, address)),
             native,
-        ));
+        );
+        services.clock = config.clock.clone();
+        let services = Arc::new(services);
         services.set_env(&node, &config.region, alloc_root.clone());
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         // Allocation health verdicts go out with the runner's reports.
@@ -236,6 +271,7 @@ impl Client {
                 nomad: config.catalog.clone().map(|c| c.0),
                 consul: config.consul.clone(),
             },
+            clock: config.clock.clone(),
         });
         let inner = Arc::new(Inner {
             api,

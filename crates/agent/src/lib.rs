@@ -5,10 +5,13 @@
 //! command lines), `restart` (the restart policy), `reconcile` (desired allocations vs. local
 //! runners → actions). Shells: `driver` (raw_exec, and the pot driver in `pot`), `runner` (the
 //! allocation runner), `client` (node lifecycle), `http` (the client HTTP endpoints), `logs`.
+//! Seams a simulation replaces through `client::ClientConfig`: the servers (`client::ServerApi`),
+//! extra drivers, fixed host facts instead of fingerprinting, and the wall clock (`clock`).
 //! The agent never schedules.
 
 pub mod artifact;
 pub mod client;
+pub mod clock;
 pub mod driver;
 pub mod fingerprint;
 pub mod http;

@@ -4,6 +4,7 @@
 //! the allocation's state file (so a restarted agent can re-adopt its tasks) and sent to the
 //! client for batching to the servers. Drivers do the work; this module decides when.
 
+use crate::clock::Clock;
 use crate::driver::{Driver, DriverError, ExitResult, Handle, TaskSpec};
 use crate::logs;
 use crate::restart::{Decision, RestartTracker};
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// What the runner reports to the servers about one allocation.
@@ -57,6 +58,8 @@ pub struct RunnerEnv {
     /// Where templates read services: orc's catalogue (`nomadService`) and, when the agent
     /// has Consul, Consul (`service`).
     pub template_sources: crate::templates::Sources,
+    /// What task events, task states and reports are stamped with.
+    pub clock: Clock,
 }
 
 /// Commands to a running allocation.
@@ -107,15 +110,9 @@ struct Shared {
     main_tasks: Vec<String>,
 }
 
-fn unix_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-fn rfc3339_now() -> String {
+fn rfc3339_now(clock: &Clock) -> String {
     // Seconds precision is enough for started/finished times shown to users.
-    let secs = unix_nanos() / 1_000_000_000;
+    let secs = clock.unix_nanos() / 1_000_000_000;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -139,15 +136,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 fn invocation_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i64(unix_nanos());
+    h.write_i64(Clock::system().unix_nanos());
     format!("{:08x}", h.finish() as u32)
 }
 
-fn event(kind: &str, message: impl Into<String>) -> TaskEvent {
+fn event(clock: &Clock, kind: &str, message: impl Into<String>) -> TaskEvent {
     let message = message.into();
     TaskEvent {
         event_type: kind.into(),
-        time: unix_nanos(),
+        time: clock.unix_nanos(),
         display_message: message.clone(),
         message,
         ..TaskEvent::default()
@@ -195,7 +192,7 @@ impl Shared {
                 client_description: describe(p.client_status).into(),
                 task_states: p.task_states.clone(),
                 deployment_status: None,
-                modify_time: unix_nanos(),
+                modify_time: self.env.clock.unix_nanos(),
             }
         };
         let _ = self.env.reports.send(report);
@@ -355,7 +352,10 @@ async fn run_alloc(
     let alloc_dir = shared.env.alloc_root.join(&alloc.id);
     if let Err(e) = make_dirs(&alloc_dir, &group.tasks) {
         for task in &group.tasks {
-            shared.push_event(&task.name, event("Setup Failure", format!("task dir: {e}")));
+            shared.push_event(
+                &task.name,
+                event(&shared.env.clock, "Setup Failure", format!("task dir: {e}")),
+            );
         }
         shared.set_client_status(ClientStatus::Failed);
         let _ = done.send(true);
@@ -365,7 +365,7 @@ async fn run_alloc(
         for task in &group.tasks {
             shared.update(&task.name, |s| {
                 s.state = "pending".into();
-                s.events.push(event("Received", "Task received by client"));
+                s.events.push(event(&shared.env.clock, "Received", "Task received by client"));
             });
         }
     }
@@ -571,6 +571,7 @@ async fn supervise(
                     shared.push_event(
                         name,
                         event(
+                            &shared.env.clock,
                             "Sibling Task Failed",
                             "a task in the group failed or the leader exited",
                         ),
@@ -874,8 +875,9 @@ async fn run_task(
         shared.update(&name, |s| {
             s.state = "dead".into();
             s.failed = true;
-            s.finished_at = Some(rfc3339_now());
+            s.finished_at = Some(rfc3339_now(&shared.env.clock));
             s.events.push(event(
+                &shared.env.clock,
                 "Driver Failure",
                 format!("driver {:?} is not available on this node", task.driver),
             ));
@@ -905,7 +907,10 @@ async fn run_task(
     };
     let mut adopted = match recovered {
         Some(h) if driver.recover(&h).await => {
-            shared.push_event(&name, event("Started", "Task re-adopted after an agent restart"));
+            shared.push_event(
+                &name,
+                event(&shared.env.clock, "Started", "Task re-adopted after an agent restart"),
+            );
             Some(h)
         }
         Some(h) => {
@@ -937,7 +942,11 @@ async fn run_task(
             }
             None => {
                 shared.update(&name, |s| {
-                    s.events.push(event("Task Setup", "Building Task Directory"));
+                    s.events.push(event(
+                        &shared.env.clock,
+                        "Task Setup",
+                        "Building Task Directory",
+                    ));
                 });
                 // An in-place update since the last start applies to this one.
                 let (alloc, job, task) = shared
@@ -946,12 +955,19 @@ async fn run_task(
                 if !artifacts_fetched {
                     shared.push_event(
                         &name,
-                        event("Downloading Artifacts", "Client is downloading artifacts"),
+                        event(
+                            &shared.env.clock,
+                            "Downloading Artifacts",
+                            "Client is downloading artifacts",
+                        ),
                     );
                     match fetch_artifacts(&shared.env, &alloc, &job, &task, &alloc_dir).await {
                         Ok(()) => artifacts_fetched = true,
                         Err(e) => {
-                            shared.push_event(&name, event("Failed Artifact Download", e.0));
+                            shared.push_event(
+                                &name,
+                                event(&shared.env.clock, "Failed Artifact Download", e.0),
+                            );
                             if restart_or_stop(
                                 &shared,
                                 &name,
@@ -991,7 +1007,10 @@ async fn run_task(
                             vars
                         }
                         Err(message) => {
-                            shared.push_event(&name, event("Task hook failed", message));
+                            shared.push_event(
+                                &name,
+                                event(&shared.env.clock, "Task hook failed", message),
+                            );
                             if restart_or_stop(
                                 &shared,
                                 &name,
@@ -1016,13 +1035,18 @@ async fn run_task(
                         shared.set_handle(&name, Some(h.clone()));
                         shared.update(&name, |s| {
                             s.state = "running".into();
-                            s.started_at = Some(rfc3339_now());
-                            s.events.push(event("Started", "Task started by client"));
+                            s.started_at = Some(rfc3339_now(&shared.env.clock));
+                            s.events.push(event(
+                                &shared.env.clock,
+                                "Started",
+                                "Task started by client",
+                            ));
                         });
                         h
                     }
                     Err(DriverError(message)) => {
-                        shared.push_event(&name, event("Driver Failure", message));
+                        shared
+                            .push_event(&name, event(&shared.env.clock, "Driver Failure", message));
                         match restart_or_stop(&shared, &name, &mut tracker, -1, true, &mut commands)
                             .await
                         {
@@ -1063,12 +1087,12 @@ async fn run_task(
             Ended::Killed(result) => {
                 // As Nomad: the exit (code, or the signal that ended it) before "Killed".
                 if let Some(result) = result {
-                    shared.push_event(&name, terminated(&result));
+                    shared.push_event(&name, terminated(&shared.env.clock, &result));
                 }
                 shared.update(&name, |s| {
                     s.state = "dead".into();
-                    s.finished_at = Some(rfc3339_now());
-                    s.events.push(event("Killed", "Task successfully killed"));
+                    s.finished_at = Some(rfc3339_now(&shared.env.clock));
+                    s.events.push(event(&shared.env.clock, "Killed", "Task successfully killed"));
                 });
                 let failed = shared
                     .persisted
@@ -1083,13 +1107,13 @@ async fn run_task(
             Ended::RestartRequested => {
                 shared.update(&name, |s| {
                     s.restarts += 1;
-                    s.last_restart = Some(rfc3339_now());
-                    s.events.push(event("Restarting", "Task restarting in 0s"));
+                    s.last_restart = Some(rfc3339_now(&shared.env.clock));
+                    s.events.push(event(&shared.env.clock, "Restarting", "Task restarting in 0s"));
                 });
                 continue;
             }
             Ended::Exited(result) => {
-                shared.push_event(&name, terminated(&result));
+                shared.push_event(&name, terminated(&shared.env.clock, &result));
                 let code = if result.successful() { 0 } else { result.exit_code.max(1) };
                 if !restart_or_stop(&shared, &name, &mut tracker, code, false, &mut commands).await
                 {
@@ -1109,7 +1133,7 @@ async fn run_task(
 }
 
 /// The "Terminated" event of one exit.
-fn terminated(result: &ExitResult) -> TaskEvent {
+fn terminated(clock: &Clock, result: &ExitResult) -> TaskEvent {
     let message = if result.unknown {
         "Exited; the exit code is unknown (re-adopted task)".to_string()
     } else if result.signal != 0 {
@@ -1117,7 +1141,7 @@ fn terminated(result: &ExitResult) -> TaskEvent {
     } else {
         format!("Exit Code: {}", result.exit_code)
     };
-    let mut ev = event("Terminated", message);
+    let mut ev = event(clock, "Terminated", message);
     ev.exit_code = result.exit_code;
     ev.signal = result.signal;
     ev
@@ -1133,14 +1157,15 @@ async fn restart_or_stop(
     start_failed: bool,
     commands: &mut mpsc::UnboundedReceiver<TaskCommand>,
 ) -> bool {
-    let jitter = (unix_nanos() % 1000) as f64 / 1000.0;
-    match tracker.on_exit(Instant::now(), exit_code, start_failed, jitter) {
+    let jitter = (shared.env.clock.unix_nanos() % 1000) as f64 / 1000.0;
+    match tracker.on_exit(crate::clock::instant(), exit_code, start_failed, jitter) {
         Decision::Restart(delay) => {
             shared.update(name, |s| {
                 s.state = "pending".into();
                 s.restarts = tracker.restarts;
-                s.last_restart = Some(rfc3339_now());
+                s.last_restart = Some(rfc3339_now(&shared.env.clock));
                 s.events.push(event(
+                    &shared.env.clock,
                     "Restarting",
                     format!("Task restarting in {:.3}s", delay.as_secs_f64()),
                 ));
@@ -1154,8 +1179,8 @@ async fn restart_or_stop(
                         Some(TaskCommand::Kill) | None => {
                             shared.update(name, |s| {
                                 s.state = "dead".into();
-                                s.finished_at = Some(rfc3339_now());
-                                s.events.push(event("Killed", "Task killed while waiting to restart"));
+                                s.finished_at = Some(rfc3339_now(&shared.env.clock));
+                                s.events.push(event(&shared.env.clock, "Killed", "Task killed while waiting to restart"));
                             });
                             return false;
                         }
@@ -1172,9 +1197,10 @@ async fn restart_or_stop(
             shared.update(name, |s| {
                 s.state = "dead".into();
                 s.failed = failed;
-                s.finished_at = Some(rfc3339_now());
+                s.finished_at = Some(rfc3339_now(&shared.env.clock));
                 if failed {
                     s.events.push(event(
+                        &shared.env.clock,
                         "Not Restarting",
                         "Exceeded allowed attempts, applying a delay or failing",
                     ));
@@ -1219,7 +1245,10 @@ async fn control(
         };
         match cmd {
             Some(TaskCommand::Signal(signal, reply)) => {
-                shared.push_event(name, event("Signaling", format!("Task being sent {signal}")));
+                shared.push_event(
+                    name,
+                    event(&shared.env.clock, "Signaling", format!("Task being sent {signal}")),
+                );
                 let _ = reply.send(driver.signal(handle, &signal).await.map_err(|e| e.0));
             }
             Some(TaskCommand::Kill) | None => {
@@ -1227,6 +1256,7 @@ async fn control(
                 shared.push_event(
                     name,
                     event(
+                        &shared.env.clock,
                         "Killing",
                         format!(
                             "Sent interrupt. Waiting {}s before force killing",
@@ -1237,28 +1267,38 @@ async fn control(
                 return Ended::Killed(stop(driver, handle, exit, &kill_signal, kill_timeout).await);
             }
             Some(TaskCommand::TemplateSignal(signal)) => {
-                let mut ev = event("Signaling", "Template re-rendered");
+                let mut ev = event(&shared.env.clock, "Signaling", "Template re-rendered");
                 ev.details.insert("task_signal".into(), signal.clone());
                 shared.push_event(name, ev);
                 if let Err(e) = driver.signal(handle, &signal).await {
                     shared.push_event(
                         name,
-                        event("Signaling", format!("Failed to send {signal}: {}", e.0)),
+                        event(
+                            &shared.env.clock,
+                            "Signaling",
+                            format!("Failed to send {signal}: {}", e.0),
+                        ),
                     );
                 }
             }
             Some(TaskCommand::TemplateRestart) => {
                 shared.push_event(
                     name,
-                    event("Restart Signaled", "Template with change_mode restart re-rendered"),
+                    event(
+                        &shared.env.clock,
+                        "Restart Signaled",
+                        "Template with change_mode restart re-rendered",
+                    ),
                 );
                 let (kill_signal, kill_timeout) = kill_settings(shared, name, fallback);
                 stop(driver, handle, exit, &kill_signal, kill_timeout).await;
                 return Ended::RestartRequested;
             }
             Some(TaskCommand::Restart) => {
-                shared
-                    .push_event(name, event("Restart Signaled", "User requested task to restart"));
+                shared.push_event(
+                    name,
+                    event(&shared.env.clock, "Restart Signaled", "User requested task to restart"),
+                );
                 let (kill_signal, kill_timeout) = kill_settings(shared, name, fallback);
                 stop(driver, handle, exit, &kill_signal, kill_timeout).await;
                 return Ended::RestartRequested;

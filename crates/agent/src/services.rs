@@ -694,6 +694,8 @@ pub struct Services {
     reports: Mutex<Option<mpsc::UnboundedSender<AllocReport>>>,
     /// What service blocks are interpolated with: the node, its region, `<data_dir>/alloc`.
     env: Mutex<Option<(Node, String, PathBuf)>>,
+    /// What health verdicts are stamped with (the client's clock).
+    pub(crate) clock: crate::clock::Clock,
 }
 
 /// The environment `${...}` in a service block resolves against: the task's, or for a group
@@ -904,7 +906,7 @@ impl Services {
                 .collect();
             let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
             h.entry(alloc.id.clone()).or_insert_with(|| Health {
-                tracker: AllocHealth::new(params, Instant::now()),
+                tracker: AllocHealth::new(params, crate::clock::instant()),
                 lifecycles,
                 last: None,
                 status: None,
@@ -918,7 +920,7 @@ impl Services {
         self.status(&r.alloc_id, r.client_status);
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = health.get_mut(&r.alloc_id) {
-            h.tracker.tasks(tasks_view(r, &h.lifecycles), Instant::now());
+            h.tracker.tasks(tasks_view(r, &h.lifecycles), crate::clock::instant());
             if r.deployment_status.is_none() {
                 r.deployment_status = h.status.clone();
             }
@@ -951,7 +953,7 @@ impl Services {
     }
 
     fn decide_health(&self) {
-        let now = Instant::now();
+        let now = crate::clock::instant();
         let ids: Vec<String> = {
             let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
             h.iter().filter(|(_, h)| h.status.is_none()).map(|(id, _)| id.clone()).collect()
@@ -965,14 +967,14 @@ impl Services {
             tracing::info!(alloc = %id, healthy, "allocation health decided");
             let status = AllocDeploymentStatus {
                 healthy: Some(healthy),
-                timestamp: unix_nanos(),
+                timestamp: self.clock.unix_nanos(),
                 ..AllocDeploymentStatus::default()
             };
             h.status = Some(status.clone());
             let Some(mut report) = h.last.clone() else { continue };
             drop(health);
             report.deployment_status = Some(status);
-            report.modify_time = unix_nanos();
+            report.modify_time = self.clock.unix_nanos();
             if let Some(tx) = self.reports.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 let _ = tx.send(report);
             }

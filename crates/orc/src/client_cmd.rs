@@ -2,20 +2,17 @@
 //! blocks of agent files, starts `agent::client::Client` talking to the servers over their gRPC
 //! (`server::node_endpoint::NodeClient`), and serves the client HTTP endpoints.
 //!
-//! It owns the mapping from files and flags to `agent::client::ClientConfig` and the adapter from
-//! the agent's `ServerApi` seam to the server crate's wire client. What a client does lives in
-//! the `agent` crate; the server half lives in `server_cmd`.
+//! It owns the mapping from files and flags to `agent::client::ClientConfig`; the adapter from
+//! the agent's `ServerApi` seam to the server crate's wire client is `server::agent_api` (shared
+//! with the simulator). What a client does lives in the `agent` crate; the server half lives in
+//! `server_cmd`.
 
-use agent::client::{ApiError, Client, ClientConfig, NodeAllocs, ServerApi};
+use agent::client::{Client, ClientConfig};
 use agent::pot::PotDriverConfig;
-use agent::runner::AllocReport;
 use anyhow::Context;
-use futures::future::BoxFuture;
-use futures::stream::{BoxStream, StreamExt};
-use model::Node;
 use serde_json::Value;
-use server::node_endpoint::{job_key, NodeClient, NodeRpcError};
-use server::state::AllocClientUpdate;
+use server::agent_api::GrpcServers;
+use server::node_endpoint::NodeClient;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,93 +135,6 @@ fn plugin_config<'a>(plugins: &'a Value, name: &str) -> Option<&'a Value> {
     single(plugin.get("config")?)
 }
 
-/// The adapter from the agent's seam to the servers' gRPC.
-struct GrpcServers(NodeClient);
-
-fn api_error(e: NodeRpcError) -> ApiError {
-    match e {
-        NodeRpcError::Unreachable(m) => ApiError::Unreachable(m),
-        NodeRpcError::Remote(m) if m.contains("is not registered") => ApiError::UnknownNode,
-        NodeRpcError::Remote(m) => ApiError::Other(m),
-    }
-}
-
-impl ServerApi for GrpcServers {
-    fn register<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<Duration, ApiError>> {
-        Box::pin(async move { self.0.register(node).await.map_err(api_error) })
-    }
-
-    fn heartbeat<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<Duration, ApiError>> {
-        Box::pin(async move { self.0.heartbeat(node_id).await.map_err(api_error) })
-    }
-
-    fn watch_allocs<'a>(
-        &'a self,
-        node_id: &'a str,
-        min_index: u64,
-        keepalive: Duration,
-    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<NodeAllocs, ApiError>>, ApiError>> {
-        Box::pin(async move {
-            let stream =
-                self.0.watch_allocs(node_id, min_index, keepalive).await.map_err(api_error)?;
-            let stream = stream.map(|reply| {
-                let mut reply = reply.map_err(api_error)?;
-                let allocs = reply
-                    .allocs
-                    .drain(..)
-                    .map(|a| {
-                        let job = reply.jobs.get(&job_key(&a)).cloned();
-                        (a, job)
-                    })
-                    .collect();
-                Ok(NodeAllocs { index: reply.index, allocs })
-            });
-            Ok(Box::pin(stream) as BoxStream<'static, _>)
-        })
-    }
-
-    fn update_allocs(&self, reports: Vec<AllocReport>) -> BoxFuture<'_, Result<(), ApiError>> {
-        let updates = reports
-            .into_iter()
-            .map(|r| AllocClientUpdate {
-                alloc_id: r.alloc_id,
-                client_status: r.client_status,
-                client_description: r.client_description,
-                task_states: r.task_states,
-                deployment_status: r.deployment_status,
-                modify_time: r.modify_time,
-            })
-            .collect();
-        Box::pin(async move { self.0.update_allocs(updates).await.map(|_| ()).map_err(api_error) })
-    }
-}
-
-impl agent::services::CatalogApi for GrpcServers {
-    fn write(
-        &self,
-        upserts: Vec<model::ServiceRegistration>,
-        deletes: Vec<String>,
-    ) -> BoxFuture<'_, Result<(), String>> {
-        let req = server::node_endpoint::ServicesRequest { upserts, deletes };
-        Box::pin(async move {
-            self.0.upsert_services(&req).await.map(|_| ()).map_err(|e| e.to_string())
-        })
-    }
-
-    fn read<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        min_index: u64,
-        wait: std::time::Duration,
-    ) -> BoxFuture<'a, Result<(u64, Vec<model::ServiceRegistration>), String>> {
-        Box::pin(async move {
-            let reply = self.0.services(namespace, name, min_index, wait).await;
-            reply.map(|r| (r.index, r.services)).map_err(|e| e.to_string())
-        })
-    }
-}
-
 /// A running client and its HTTP endpoints.
 pub struct RunningClient {
     pub client: Client,
@@ -290,8 +200,8 @@ pub async fn start(
         .into_iter()
         .map(|s| if s.contains(':') { s } else { format!("{s}:4647") })
         .collect();
-    let api =
-        Arc::new(GrpcServers(NodeClient::new(servers, Arc::new(server::transport::TcpConnector))));
+    let connector = Arc::new(server::transport::TcpConnector);
+    let api = Arc::new(GrpcServers::new(NodeClient::new(servers, connector)));
     config.catalog = Some(agent::services::CatalogHandle(api.clone()));
     let client = Client::start(config, api).await.context("starting the client")?;
     let serve_client = client.clone();

@@ -4,6 +4,7 @@
 //! `state` (the pure state machine), `rpc` + `transport` (gRPC between servers over passed-in
 //! listeners and connectors), `raft` (the only openraft user).
 
+pub mod agent_api;
 pub mod blocked;
 pub mod broker;
 pub mod clock;
