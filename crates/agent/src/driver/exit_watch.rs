@@ -263,7 +263,9 @@ mod linux {
     }
 
     /// The subscription request: `PROC_CN_MCAST_LISTEN`, with a filter for exit events only
-    /// when `filtered` (kernels before 6.6 ignore a message of that size, so do not answer).
+    /// when `filtered` (kernels before 6.6 ignore a message of that size). The kernel answers
+    /// with a `PROC_EVENT_NONE` event carrying our `ack + 1`, which a filtered socket never
+    /// receives.
     pub(super) fn subscribe_message(filtered: bool) -> Vec<u8> {
         let mut payload = PROC_CN_MCAST_LISTEN.to_ne_bytes().to_vec();
         if filtered {
@@ -311,33 +313,40 @@ mod linux {
         // nothing can.
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(fd, Interest::READABLE)?;
-        for filtered in [true, false] {
-            let msg = subscribe_message(filtered);
+        let subscribe = |filtered: bool| {
             rustix::net::sendto(
                 fd.get_ref(),
-                &msg,
+                &subscribe_message(filtered),
                 SendFlags::empty(),
                 &SocketAddrNetlink::new(0, 0),
             )
-            .map_err(|e| io::Error::new(e.kind(), format!("subscribing to process events: {e}")))?;
-            match tokio::time::timeout(Duration::from_secs(1), acknowledgement(&fd)).await {
-                Ok(Ok(0)) => return Ok(fd),
-                Ok(Ok(err)) => {
-                    let e = io::Error::from_raw_os_error(err as i32);
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("the kernel refused the process-events subscription: {e}"),
-                    ));
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => continue,
+            .map_err(|e| io::Error::new(e.kind(), format!("subscribing to process events: {e}")))
+        };
+        // All events first: the kernel's answer passes the per-socket filter only then.
+        subscribe(false)?;
+        match tokio::time::timeout(Duration::from_secs(2), acknowledgement(&fd)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(err)) => {
+                let e = io::Error::from_raw_os_error(err as i32);
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("the kernel refused the process-events subscription: {e}"),
+                ));
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the kernel did not answer the process-events subscription (not in the \
+                     initial user and pid namespaces, or no CONFIG_PROC_EVENTS)",
+                ))
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the kernel did not answer the process-events subscription (not in the initial \
-             user and pid namespaces, or no CONFIG_PROC_EVENTS)",
-        ))
+        // Then narrow it to exits, so a busy host's forks and execs never wake the reader.
+        // Kernels before 6.6 ignore this (and keep sending everything, which the reader skips);
+        // newer ones apply it before this call returns and answer nothing.
+        subscribe(true)?;
+        Ok(fd)
     }
 
     /// Reads until the answer to our subscription; returns its errno (0 for success).
