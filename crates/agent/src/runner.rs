@@ -559,7 +559,11 @@ async fn supervise(
                 (*rt.outcome.borrow()).map(|failed| (n.clone(), failed, rt.leader))
             })
             .collect();
-        let all_mains_dead = mains.iter().all(|m| dead.iter().any(|(n, _, _)| n == m));
+        // A main task not in `running` finished in an earlier agent life (a re-adopted
+        // allocation, complete or not, whose state file is still here): it is dead too.
+        let all_mains_dead = mains
+            .iter()
+            .all(|m| !running.contains_key(m) || dead.iter().any(|(n, _, _)| n == m));
         if all_mains_dead {
             return;
         }

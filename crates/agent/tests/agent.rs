@@ -10,3 +10,5 @@ mod harness;
 mod pot;
 #[path = "agent/raw_exec.rs"]
 mod raw_exec;
+#[path = "agent/restart.rs"]
+mod restart;
