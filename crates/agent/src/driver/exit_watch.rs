@@ -76,7 +76,7 @@ pub struct Subscription {
 
 impl Subscription {
     /// Resolves when an exit event for the process (one of its threads) has arrived, or the
-    /// watcher stopped; the status is then in [`Subscription::status`].
+    /// watcher stopped; what is known is then in [`Subscription::exit`].
     pub async fn changed(&mut self) {
         if self.rx.changed().await.is_err() {
             std::future::pending::<()>().await;
@@ -91,7 +91,11 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.pid);
+        // Only our own entry: a newer subscription to the same pid may have replaced it.
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if subscribers.get(&self.pid).is_some_and(|tx| tx.subscribe().same_channel(&self.rx)) {
+            subscribers.remove(&self.pid);
+        }
     }
 }
 
@@ -191,8 +195,9 @@ mod linux {
     const PROC_CN_MCAST_LISTEN: u32 = 1;
     const PROC_EVENT_NONE: u32 = 0;
     const PROC_EVENT_EXIT: u32 = 0x8000_0000;
-    /// The `ack` the agent's subscription carries; the kernel answers with `ack + 1`.
-    const SUBSCRIBE_ACK: u32 = 0x6f72_6300;
+    /// Makes each socket's subscription `ack` distinct (the kernel's answer, `ack + 1`, goes
+    /// to every subscribed socket, other agents in this process included).
+    static NEXT_ACK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     /// Big enough for any datagram the connector sends (one event each).
     const RECV_BUF: usize = 4096;
     /// Exits are bursty on a busy host; a lost event only costs one unknown exit code, but a
@@ -266,7 +271,7 @@ mod linux {
     /// when `filtered` (kernels before 6.6 ignore a message of that size). The kernel answers
     /// with a `PROC_EVENT_NONE` event carrying our `ack + 1`, which a filtered socket never
     /// receives.
-    pub(super) fn subscribe_message(filtered: bool) -> Vec<u8> {
+    pub(super) fn subscribe_message(filtered: bool, ack: u32) -> Vec<u8> {
         let mut payload = PROC_CN_MCAST_LISTEN.to_ne_bytes().to_vec();
         if filtered {
             payload.extend_from_slice(&PROC_EVENT_EXIT.to_ne_bytes());
@@ -281,7 +286,7 @@ mod linux {
         msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
         msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
         msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
-        msg.extend_from_slice(&SUBSCRIBE_ACK.to_ne_bytes());
+        msg.extend_from_slice(&ack.to_ne_bytes());
         msg.extend_from_slice(&(payload.len() as u16).to_ne_bytes());
         msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
         msg.extend_from_slice(&payload);
@@ -313,10 +318,12 @@ mod linux {
         // nothing can.
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(fd, Interest::READABLE)?;
+        let ack = std::process::id().rotate_left(16)
+            ^ NEXT_ACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let subscribe = |filtered: bool| {
             rustix::net::sendto(
                 fd.get_ref(),
-                &subscribe_message(filtered),
+                &subscribe_message(filtered, ack),
                 SendFlags::empty(),
                 &SocketAddrNetlink::new(0, 0),
             )
@@ -324,7 +331,7 @@ mod linux {
         };
         // All events first: the kernel's answer passes the per-socket filter only then.
         subscribe(false)?;
-        match tokio::time::timeout(Duration::from_secs(2), acknowledgement(&fd)).await {
+        match tokio::time::timeout(Duration::from_secs(2), acknowledgement(&fd, ack)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(err)) => {
                 let e = io::Error::from_raw_os_error(err as i32);
@@ -350,13 +357,13 @@ mod linux {
     }
 
     /// Reads until the answer to our subscription; returns its errno (0 for success).
-    async fn acknowledgement(fd: &AsyncFd<OwnedFd>) -> io::Result<u32> {
+    async fn acknowledgement(fd: &AsyncFd<OwnedFd>, sent: u32) -> io::Result<u32> {
         let mut buf = vec![0u8; RECV_BUF];
         loop {
             let n = recv(fd, &mut buf).await?;
             for m in parse(&buf[..n]) {
                 if let Message::Ack { ack, err } = m {
-                    if ack == SUBSCRIBE_ACK.wrapping_add(1) {
+                    if ack == sent.wrapping_add(1) {
                         return Ok(err);
                     }
                 }
@@ -415,7 +422,7 @@ mod linux {
             for d in data {
                 ev.extend_from_slice(&d.to_ne_bytes());
             }
-            let mut msg = subscribe_message(false);
+            let mut msg = subscribe_message(false, 0);
             // Reuse the headers of a request, then put the event where its payload was.
             msg.truncate(NLMSG_HDRLEN + CN_MSG_LEN);
             msg[NLMSG_HDRLEN + 12..NLMSG_HDRLEN + 16].copy_from_slice(&7u32.to_ne_bytes());
