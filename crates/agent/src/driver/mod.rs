@@ -56,7 +56,8 @@ pub struct ExitResult {
     pub exit_code: i32,
     /// The signal that killed it, 0 if none.
     pub signal: i32,
-    /// Set when the exit status is not known (a re-adopted process is not our child).
+    /// Set when the exit status is not known: a re-adopted task that exited before anything
+    /// could watch it, or on a host where no exit watcher opens (see `exit_watch`).
     pub unknown: bool,
 }
 
