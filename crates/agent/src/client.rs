@@ -558,6 +558,28 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
                     e.handle.stopping = true;
                 }
             }
+            Action::Discard(id) => {
+                let Some(alloc) = desired.iter().find(|a| a.id == id) else { continue };
+                tracing::info!(alloc = %id, "allocation stopped before it ran here; reporting it complete");
+                let job = jobs.remove(&id);
+                let group = job
+                    .as_ref()
+                    .and_then(|j| j.task_groups.iter().find(|g| g.name == alloc.task_group));
+                let tasks: Vec<String> = match group {
+                    Some(g) => g.tasks.iter().map(|t| t.name.clone()).collect(),
+                    None => alloc.allocated_resources.tasks.keys().cloned().collect(),
+                };
+                let dead = || model::TaskState { state: "dead".into(), ..Default::default() };
+                let report = AllocReport {
+                    alloc_id: id,
+                    client_status: model::ClientStatus::Complete,
+                    client_description: runner::describe(model::ClientStatus::Complete).into(),
+                    task_states: tasks.into_iter().map(|t| (t, dead())).collect(),
+                    deployment_status: None,
+                    modify_time: inner.env.clock.unix_nanos(),
+                };
+                let _ = inner.env.reports.send(report);
+            }
             Action::Gc(id) => {
                 tracing::info!(alloc = %id, "collecting allocation directory");
                 inner.services.forget(&id);

@@ -27,6 +27,10 @@ pub enum Action {
     Update(String),
     /// Remove a terminal allocation's directory and state: the servers no longer need it here.
     Gc(String),
+    /// Report an allocation the servers stopped before it ever ran here as complete, its
+    /// tasks dead, without starting anything (as Nomad's client does with a terminal
+    /// allocation it is handed).
+    Discard(String),
 }
 
 /// Compares the servers' allocations for this node with the local ones.
@@ -39,6 +43,10 @@ pub fn reconcile(desired: &[Allocation], local: &BTreeMap<String, Local>) -> Vec
         match local.get(&alloc.id) {
             None if wants_run && !alloc.client_status.is_terminal() => {
                 actions.push(Action::Run(alloc.id.clone()))
+            }
+            // Otherwise the servers wait for a terminal status that nothing would send.
+            None if !alloc.client_status.is_terminal() => {
+                actions.push(Action::Discard(alloc.id.clone()))
             }
             None => {}
             Some(l)
@@ -91,6 +99,8 @@ mod tests {
             alloc("stop-me", DesiredStatus::Stop, ClientStatus::Running),
             alloc("stopped", DesiredStatus::Stop, ClientStatus::Complete),
             alloc("running", DesiredStatus::Run, ClientStatus::Running),
+            alloc("never-ran", DesiredStatus::Stop, ClientStatus::Pending),
+            alloc("never-ran-reported", DesiredStatus::Stop, ClientStatus::Complete),
         ];
         let running = Local { stopping: false, done: false, job_version: 0 };
         let done = Local { stopping: true, done: true, job_version: 0 };
@@ -107,6 +117,7 @@ mod tests {
                 Action::Run("new".into()),
                 Action::Stop("stop-me".into()),
                 Action::Gc("stopped".into()),
+                Action::Discard("never-ran".into()),
                 Action::Stop("forgotten".into()),
                 Action::Gc("forgotten-done".into()),
             ]
@@ -117,7 +128,8 @@ mod tests {
             ("running".to_string(), running),
             ("new".to_string(), running),
         ]);
-        assert_eq!(reconcile(&desired, &local2), vec![]);
+        // The never-run allocation is reported again until the servers show it terminal.
+        assert_eq!(reconcile(&desired, &local2), vec![Action::Discard("never-ran".into())]);
     }
 
     #[test]

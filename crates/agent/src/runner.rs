@@ -270,7 +270,8 @@ impl Shared {
     }
 }
 
-fn describe(status: ClientStatus) -> &'static str {
+/// The allocation's client description for a status, as Nomad's client words it.
+pub(crate) fn describe(status: ClientStatus) -> &'static str {
     match status {
         ClientStatus::Pending => "No tasks have started",
         ClientStatus::Running => "Tasks are running",
@@ -561,9 +562,8 @@ async fn supervise(
             .collect();
         // A main task not in `running` finished in an earlier agent life (a re-adopted
         // allocation, complete or not, whose state file is still here): it is dead too.
-        let all_mains_dead = mains
-            .iter()
-            .all(|m| !running.contains_key(m) || dead.iter().any(|(n, _, _)| n == m));
+        let all_mains_dead =
+            mains.iter().all(|m| !running.contains_key(m) || dead.iter().any(|(n, _, _)| n == m));
         if all_mains_dead {
             return;
         }

@@ -12,3 +12,5 @@ mod pot;
 mod raw_exec;
 #[path = "agent/restart.rs"]
 mod restart;
+#[path = "agent/stopped.rs"]
+mod stopped;
