@@ -345,6 +345,11 @@ async fn run_alloc(
         let p = shared.persisted.lock().unwrap_or_else(|e| e.into_inner());
         (p.alloc.clone(), p.job.clone(), !p.handles.is_empty() || !p.task_states.is_empty())
     };
+    if recovering {
+        // What the previous agent last recorded may never have reached the servers (it
+        // stopped, or they were unreachable, between the change and the report): say it again.
+        shared.report();
+    }
     let Some(group) = job.task_groups.iter().find(|g| g.name == alloc.task_group).cloned() else {
         shared.set_client_status(ClientStatus::Failed);
         let _ = done.send(true);

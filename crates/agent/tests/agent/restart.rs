@@ -29,3 +29,33 @@ async fn a_finished_allocation_left_on_disk_is_reloaded_as_finished() {
     assert_eq!(events(&r, "t"), ["Received", "Task Setup", "Started", "Terminated"]);
     second.shutdown();
 }
+
+/// What the previous agent recorded but never reported (it stopped while the servers were
+/// unreachable) is reported by the next one: here, servers that still believe the allocation
+/// runs hear that it completed. (Found by the simulator's real agents, --ci seed 1122: a batch
+/// allocation running for good on the servers after its host was cut off, then crashed.)
+#[tokio::test]
+async fn a_reloaded_allocation_is_reported_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = FakeServers::new();
+    let first = client(servers.clone(), dir.path(), None).await;
+    let done = job("done", JobType::Batch, vec![sh_task("t", "exit 0")]);
+    let a = alloc(&done, &[]);
+    servers.place(a.clone(), done.clone());
+    servers
+        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
+        .await;
+    first.shutdown();
+
+    let unaware = FakeServers::new();
+    let mut running = a.clone();
+    running.client_status = ClientStatus::Running;
+    unaware.place(running, done);
+    let second = client(unaware.clone(), dir.path(), None).await;
+    let r = unaware
+        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
+        .await;
+    assert_eq!(r.client_status, ClientStatus::Complete);
+    assert_eq!(events(&r, "t"), ["Received", "Task Setup", "Started", "Terminated"]);
+    second.shutdown();
+}
