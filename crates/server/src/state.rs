@@ -231,6 +231,16 @@ pub enum Command {
         #[serde(default)]
         last_drain: Option<Box<DrainMetadata>>,
     },
+    /// The drainer ends a drain (`drain = None`, the node stays ineligible), decided in log
+    /// order: refused while the node still holds live work the drainer has not marked for
+    /// migration (system work too, unless the drain ignores it). A plan verified before the
+    /// drain began can commit after the drainer last looked, so only the state at this entry's
+    /// index can tell that nothing is left.
+    NodeDrainComplete {
+        node_id: String,
+        event: Option<Box<NodeEvent>>,
+        last_drain: Option<Box<DrainMetadata>>,
+    },
     /// Nomad's `AllocUpdateDesiredTransition`: the drainer marks allocations for migration, with
     /// the evaluations that make the scheduler move them.
     AllocDesiredTransition {
@@ -487,6 +497,47 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             state.touch(Table::Nodes, index);
             let jobs = state.upsert_evals(index, evals);
             state.refresh_job_status(index, jobs);
+            Outcome::Applied
+        }
+        Command::NodeDrainComplete { node_id, event, last_drain } => {
+            let Some(node) = state.nodes.get(&node_id) else {
+                return Outcome::NotFound { what: format!("node {node_id}") };
+            };
+            let Some(strategy) = &node.drain_strategy else {
+                return Outcome::Rejected { reason: format!("node {node_id} is not draining") };
+            };
+            let ignore_system = strategy.ignore_system_jobs;
+            let unmarked = state.allocs_by_node(&node_id).into_iter().find(|a| {
+                let system = || {
+                    state
+                        .job(&a.namespace, &a.job_id)
+                        .is_some_and(|j| j.job_type == model::JobType::System)
+                };
+                let kept = ignore_system && system();
+                !(a.is_terminal() || a.desired_transition.should_migrate() || kept)
+            });
+            if let Some(a) = unmarked {
+                return Outcome::Rejected {
+                    reason: format!(
+                        "node {node_id} still runs allocation {} not marked for migration",
+                        a.id
+                    ),
+                };
+            }
+            let node = state.nodes.get_mut(&node_id).expect("looked up above");
+            if let Some(mut e) = event {
+                e.create_index = index;
+                node.events.push(*e);
+                let excess = node.events.len().saturating_sub(model::MAX_NODE_EVENTS);
+                node.events.drain(..excess);
+            }
+            if let Some(last) = last_drain {
+                node.last_drain = Some(*last);
+            }
+            node.drain = false;
+            node.drain_strategy = None;
+            node.modify_index = index;
+            state.touch(Table::Nodes, index);
             Outcome::Applied
         }
         Command::AllocDesiredTransition { alloc_ids, migrate, evals } => {
@@ -780,6 +831,9 @@ impl State {
                     alloc.client_status = existing.client_status;
                     alloc.client_description = existing.client_description.clone();
                     alloc.task_states = existing.task_states.clone();
+                    // Only the drainer marks allocations for migration: the plan's copy of the
+                    // allocation was read before, and would undo a mark made since.
+                    alloc.desired_transition = existing.desired_transition.clone();
                     if existing.node_id != alloc.node_id {
                         let old_node = existing.node_id.clone();
                         remove_from_index(&mut self.allocs_by_node, &old_node, &alloc.id);
