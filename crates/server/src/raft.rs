@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::future::Future;
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -84,6 +84,21 @@ pub struct RaftTiming {
     pub snapshot_threshold: u64,
     /// Entries kept in the log behind a snapshot so slow followers catch up without one.
     pub trailing_logs: u64,
+    /// Also take a snapshot once the entries applied since the previous one add up to this many
+    /// bytes (as stored), however few they are; 0 turns the size bound off. Counting entries
+    /// alone lets the log grow without bound in bytes: a plan of 1,000 allocations is one
+    /// entry of about 1.3 MB.
+    pub snapshot_threshold_bytes: u64,
+    /// At most this many bytes of entries a snapshot already holds stay in the log (besides
+    /// the `trailing_logs` limit, whichever keeps fewer); the rest is purged once the snapshot
+    /// is taken. `u64::MAX` keeps what `trailing_logs` keeps.
+    pub trailing_bytes: u64,
+    /// At most this many bytes of entries (as stored) in one AppendEntries, though always at
+    /// least one entry. openraft bounds a batch by count only and gives each AppendEntries one
+    /// heartbeat interval: a follower a few hundred megabyte-sized plan entries behind was sent
+    /// them all at once, timed out, and was sent the same batch again, so it never caught up
+    /// and writes failed for want of a quorum.
+    pub max_append_bytes: u64,
 }
 
 impl Default for RaftTiming {
@@ -92,7 +107,8 @@ impl Default for RaftTiming {
     /// timeout after hearing from a leader: the leader's lease (equal to the maximum election
     /// timeout) plus a random election timeout. Timeouts of 0.5–1 s therefore give the same
     /// 1.5–2 s detection. Snapshots every 8,192 entries and 10,240 trailing entries are
-    /// hashicorp/raft's SnapshotThreshold and TrailingLogs.
+    /// hashicorp/raft's SnapshotThreshold and TrailingLogs; the byte bounds (orc's own) keep a
+    /// log of large plan entries to a few hundred megabytes.
     fn default() -> Self {
         RaftTiming {
             heartbeat_interval_ms: 150,
@@ -100,6 +116,9 @@ impl Default for RaftTiming {
             election_timeout_max_ms: 1000,
             snapshot_threshold: 8192,
             trailing_logs: 10240,
+            snapshot_threshold_bytes: 256 << 20,
+            trailing_bytes: 64 << 20,
+            max_append_bytes: 2 << 20,
         }
     }
 }
@@ -155,12 +174,21 @@ impl RaftNode {
         .map_err(|e| format!("invalid raft configuration: {e}"))?;
         let (applied_tx, applied) = watch::channel(0);
         let state = Arc::new(RwLock::new(State::new()));
+        let sizes = Arc::new(
+            LogBytes::recover(&*store, timing)
+                .map_err(|e| format!("reading the log's entry sizes: {e}"))?,
+        );
+        let handle = Arc::new(OnceLock::new());
         let sm = StateMachine::recover(store.clone(), state.clone(), applied_tx)
-            .map_err(|e| format!("recovering the state machine: {e}"))?;
-        let log = LogStore { store };
+            .map_err(|e| format!("recovering the state machine: {e}"))?
+            .with_compaction(sizes.clone(), handle.clone());
+        let log = LogStore { store, sizes };
         let raft = Raft::new(id, Arc::new(config), Network { client }, log, sm)
             .await
             .map_err(|e| format!("starting raft: {e}"))?;
+        // The state machine asks Raft for size-driven snapshots and purges through this handle;
+        // until it is set (recovery inside `Raft::new`) it asks for none.
+        let _ = handle.set(raft.clone());
         let last_contact = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
         Ok(RaftNode { id, raft, state, applied, last_contact })
     }
@@ -400,9 +428,140 @@ async fn blocking<T: Send + 'static>(
 // ---------------------------------------------------------------------------------------------
 // Log storage.
 
+/// The stored size of every entry in this server's log, and the decisions that bound the log in
+/// bytes: openraft's snapshot policy counts entries, and a few thousand plan entries of a
+/// megabyte each would otherwise stay in memory (or on disk) until enough entries pass.
+struct LogBytes {
+    inner: Mutex<LogBytesInner>,
+    /// `RaftTiming::snapshot_threshold_bytes`.
+    threshold: u64,
+    /// `RaftTiming::trailing_bytes`.
+    trailing: u64,
+    /// `RaftTiming::max_append_bytes`.
+    max_append: u64,
+}
+
+#[derive(Default)]
+struct LogBytesInner {
+    /// Index → stored size of each entry in the log.
+    sizes: BTreeMap<u64, u64>,
+    /// The index of the latest snapshot this server has seen land.
+    snapshot: u64,
+    /// Bytes of the entries applied after `snapshot`.
+    applied_since: u64,
+    /// A snapshot was asked for and none has landed since.
+    requested: bool,
+    /// The highest index a purge was asked for through.
+    purge_requested: u64,
+}
+
+impl LogBytes {
+    fn recover(store: &dyn Store, timing: &RaftTiming) -> Result<LogBytes, StoreError> {
+        let sizes = store.entries(0..u64::MAX)?.iter().map(|(i, b)| (*i, b.len() as u64)).collect();
+        Ok(LogBytes {
+            inner: Mutex::new(LogBytesInner { sizes, ..LogBytesInner::default() }),
+            threshold: timing.snapshot_threshold_bytes,
+            trailing: timing.trailing_bytes,
+            max_append: timing.max_append_bytes,
+        })
+    }
+
+    /// The end (exclusive) of the entries from `start` to send in one AppendEntries: as many as
+    /// fit in `max_append_bytes`, at least one, never past `end`.
+    fn append_end(&self, start: u64, end: u64) -> u64 {
+        let g = self.lock();
+        let mut bytes = 0u64;
+        for (index, size) in g.sizes.range(start..end) {
+            bytes += size;
+            if bytes > self.max_append && *index > start {
+                return *index;
+            }
+        }
+        end
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogBytesInner> {
+        // Every update is a single map operation plus counters; a panic cannot leave more than
+        // a size estimate wrong, so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn appended(&self, entries: &[(u64, Vec<u8>)]) {
+        let mut g = self.lock();
+        for (index, bytes) in entries {
+            g.sizes.insert(*index, bytes.len() as u64);
+        }
+    }
+
+    fn truncated(&self, from: u64) {
+        // Only entries not yet committed, hence never applied, are truncated.
+        self.lock().sizes.split_off(&from);
+    }
+
+    fn purged(&self, through: u64) {
+        let mut g = self.lock();
+        g.sizes = g.sizes.split_off(&through.saturating_add(1));
+    }
+
+    /// After entries `applied` (the last of them `last_applied`) were applied, with Raft's
+    /// latest snapshot at `snapshot`: whether to ask for a snapshot, and through which index
+    /// to purge.
+    fn after_apply(
+        &self,
+        applied: &[u64],
+        last_applied: u64,
+        snapshot: u64,
+    ) -> (bool, Option<u64>) {
+        let mut g = self.lock();
+        let mut purge = None;
+        if snapshot > g.snapshot {
+            g.snapshot = snapshot;
+            g.requested = false;
+            g.applied_since = match last_applied > snapshot {
+                true => g.sizes.range(snapshot + 1..=last_applied).map(|(_, s)| s).sum(),
+                false => 0,
+            };
+            if self.trailing != u64::MAX {
+                let mut kept = 0u64;
+                let mut upto = None;
+                for (index, size) in g.sizes.range(..=snapshot).rev() {
+                    kept += size;
+                    if kept > self.trailing {
+                        upto = Some(*index);
+                        break;
+                    }
+                }
+                if let Some(upto) = upto.filter(|u| *u > g.purge_requested) {
+                    g.purge_requested = upto;
+                    purge = Some(upto);
+                }
+            }
+        } else {
+            let added: u64 = applied
+                .iter()
+                .filter(|i| **i > g.snapshot)
+                .map(|i| g.sizes.get(i).copied().unwrap_or(0))
+                .sum();
+            g.applied_since += added;
+        }
+        let snap = self.threshold > 0 && !g.requested && g.applied_since >= self.threshold;
+        if snap {
+            g.requested = true;
+        }
+        (snap, purge)
+    }
+
+    /// Bytes of the entries in the log.
+    #[cfg(test)]
+    fn total(&self) -> u64 {
+        self.lock().sizes.values().sum()
+    }
+}
+
 #[derive(Clone)]
 struct LogStore {
     store: Arc<dyn Store>,
+    sizes: Arc<LogBytes>,
 }
 
 fn to_range(range: impl RangeBounds<u64>) -> std::ops::Range<u64> {
@@ -430,6 +589,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .iter()
             .map(|(_, bytes)| codec::decode(bytes).map_err(read_err))
             .collect()
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, SError> {
+        let end = self.sizes.append_end(start, end);
+        self.try_get_log_entries(start..end).await
     }
 }
 
@@ -495,6 +663,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let encoded: Vec<(u64, Vec<u8>)> =
             entries.into_iter().map(|e| (e.log_id.index, codec::encode(&e))).collect();
         self.store.append(&encoded).map_err(store_err)?;
+        self.sizes.appended(&encoded);
         // openraft counts an entry towards commit only after this callback, so acknowledging
         // only after the flush is what makes every acknowledged write survive a crash.
         let store = self.store.clone();
@@ -512,7 +681,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), SError> {
-        self.store.truncate_from(log_id.index).map_err(store_err)
+        self.store.truncate_from(log_id.index).map_err(store_err)?;
+        self.sizes.truncated(log_id.index);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), SError> {
@@ -521,7 +692,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.store.put_meta(MetaKey::LastPurged, &codec::encode(&log_id)).map_err(store_err)?;
         let store = self.store.clone();
         blocking(&self.store, move || store.flush()).await?;
-        self.store.purge_through(log_id.index).map_err(store_err)
+        self.store.purge_through(log_id.index).map_err(store_err)?;
+        self.sizes.purged(log_id.index);
+        Ok(())
     }
 }
 
@@ -534,6 +707,9 @@ struct StateMachine {
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
     applied_tx: watch::Sender<u64>,
+    sizes: Option<Arc<LogBytes>>,
+    /// This server's Raft, once started: where size-driven snapshots and purges are asked for.
+    raft: Arc<OnceLock<Raft>>,
 }
 
 /// The state-machine part of a snapshot (the metadata is stored beside it).
@@ -554,6 +730,8 @@ impl StateMachine {
             last_applied: None,
             membership: StoredMembership::default(),
             applied_tx,
+            sizes: None,
+            raft: Arc::new(OnceLock::new()),
         };
         if let Some(stored) = sm.store.snapshot().map_err(|e| e.to_string())? {
             let meta: SnapshotMeta<u64, BasicNode> =
@@ -561,6 +739,29 @@ impl StateMachine {
             sm.load(&meta, &stored.data)?;
         }
         Ok(sm)
+    }
+
+    fn with_compaction(mut self, sizes: Arc<LogBytes>, raft: Arc<OnceLock<Raft>>) -> Self {
+        self.sizes = Some(sizes);
+        self.raft = raft;
+        self
+    }
+
+    /// Asks Raft for a snapshot when the entries applied since the last one have passed the
+    /// size threshold, and for a purge when a new snapshot leaves more than `trailing_bytes`
+    /// of its entries in the log. openraft's own policy counts entries only.
+    async fn compact_by_size(&self, applied: &[u64]) {
+        let (Some(sizes), Some(raft)) = (&self.sizes, self.raft.get()) else { return };
+        let Some(last) = self.last_applied else { return };
+        let snapshot = raft.metrics().borrow().snapshot.map_or(0, |l| l.index);
+        let (snap, purge) = sizes.after_apply(applied, last.index, snapshot);
+        // These only queue a command for Raft's core; errors mean Raft is stopping.
+        if snap {
+            let _ = raft.trigger().snapshot().await;
+        }
+        if let Some(upto) = purge {
+            let _ = raft.trigger().purge_log(upto).await;
+        }
     }
 
     fn load(&mut self, meta: &SnapshotMeta<u64, BasicNode>, data: &[u8]) -> Result<(), String> {
@@ -616,10 +817,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let mut outcomes = Vec::new();
+        let mut applied = Vec::new();
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
             for entry in entries {
                 self.last_applied = Some(entry.log_id);
+                applied.push(entry.log_id.index);
                 outcomes.push(match entry.payload {
                     EntryPayload::Blank => Outcome::Applied,
                     EntryPayload::Normal(command) => {
@@ -635,6 +838,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(last) = self.last_applied {
             self.applied_tx.send_replace(last.index);
         }
+        self.compact_by_size(&applied).await;
         Ok(outcomes)
     }
 
@@ -820,6 +1024,137 @@ mod tests {
         // for nobody, and the server could then vote twice in that term.
         let misread: Vote<u64> = serde_json::from_slice(OLD_VOTE).unwrap();
         assert_eq!(misread.leader_id().voted_for(), None);
+    }
+
+    fn sizes(threshold: u64, trailing: u64, entries: &[(u64, u64)]) -> LogBytes {
+        let b = LogBytes {
+            inner: Mutex::new(LogBytesInner::default()),
+            threshold,
+            trailing,
+            max_append: 1000,
+        };
+        let encoded: Vec<(u64, Vec<u8>)> =
+            entries.iter().map(|(i, n)| (*i, vec![0; *n as usize])).collect();
+        b.appended(&encoded);
+        b
+    }
+
+    #[test]
+    fn a_snapshot_is_asked_for_once_the_applied_bytes_pass_the_threshold() {
+        let b = sizes(1000, u64::MAX, &[(1, 400), (2, 400), (3, 400), (4, 400)]);
+        assert_eq!(b.after_apply(&[1, 2], 2, 0), (false, None), "800 bytes: not yet");
+        assert_eq!(b.after_apply(&[3], 3, 0), (true, None), "1,200 bytes: snapshot");
+        // Asked once until a snapshot lands, however much more is applied.
+        assert_eq!(b.after_apply(&[4], 4, 0), (false, None));
+        // A snapshot at 3 lands: only entry 4 (400 bytes) is newer than it.
+        assert_eq!(b.after_apply(&[], 4, 3), (false, None));
+        b.appended(&[(5, vec![0; 700])]);
+        assert_eq!(b.after_apply(&[5], 5, 3), (true, None), "400 + 700 bytes since it");
+        // Off: never asks.
+        let off = sizes(0, u64::MAX, &[(1, 1 << 30)]);
+        assert_eq!(off.after_apply(&[1], 1, 0), (false, None));
+    }
+
+    #[test]
+    fn a_landed_snapshot_purges_all_but_the_trailing_bytes_of_its_entries() {
+        let b = sizes(1000, 500, &[(1, 300), (2, 300), (3, 300), (4, 300), (5, 300)]);
+        // Snapshot at 4: entries 4 and 3 (600 bytes) pass 500, so 3 and everything before it go.
+        assert_eq!(b.after_apply(&[1, 2, 3, 4, 5], 5, 4), (false, Some(3)));
+        b.purged(3);
+        assert_eq!(b.total(), 600);
+        // The same snapshot seen again asks for nothing more.
+        assert_eq!(b.after_apply(&[], 5, 4), (false, None));
+        // Truncated entries (never applied) leave the log's sizes too.
+        b.truncated(5);
+        assert_eq!(b.total(), 300);
+        // trailing_bytes = u64::MAX leaves purging to the entry count.
+        let keep = sizes(1000, u64::MAX, &[(1, 1 << 20), (2, 1 << 20)]);
+        assert_eq!(keep.after_apply(&[1, 2], 2, 2), (false, None));
+    }
+
+    #[test]
+    fn an_append_carries_at_most_max_append_bytes_but_at_least_one_entry() {
+        let b = sizes(0, u64::MAX, &[(1, 400), (2, 400), (3, 400), (4, 5000), (5, 10)]);
+        assert_eq!(b.append_end(1, 6), 3, "1 and 2 fit in 1,000 bytes, 3 would not");
+        assert_eq!(b.append_end(3, 6), 4);
+        assert_eq!(b.append_end(4, 6), 5, "an entry larger than the limit goes alone");
+        assert_eq!(b.append_end(5, 6), 6);
+        assert_eq!(b.append_end(1, 2), 2, "never past the end asked for");
+    }
+
+    /// A server whose log grows by large entries, far fewer than the entry-count thresholds.
+    async fn log_after_large_writes(timing: RaftTiming) -> (Arc<MemStore>, u64) {
+        let store = Arc::new(MemStore::new());
+        let mut config = Config { node_id: Some(1), raft: timing, ..Config::default() };
+        config.server.enabled = true;
+        config.server.bootstrap_expect = 1;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let seams = Seams {
+            rpc_advertise: listener.local_addr().unwrap().to_string(),
+            rpc_listener: Box::new(listener),
+            connector: Arc::new(TcpConnector),
+            store: Some(store.clone()),
+        };
+        let h = Server::start(config, seams).await.unwrap();
+        let write = |i: usize| {
+            let mut job = model::Job {
+                namespace: "default".into(),
+                id: format!("job-{i:03}"),
+                ..Default::default()
+            };
+            // About 4 KB per entry.
+            job.meta.insert("pad".into(), "x".repeat(4000));
+            h.write(Command::JobRegister { job: Box::new(job), eval: None })
+        };
+        let mut last = 0;
+        for i in 0..100 {
+            last = write(i).await.unwrap().index;
+        }
+        // A snapshot is built in the background and the purge follows an apply after it lands,
+        // so keep writing (a bounded number of times) until the log is as small as it may be.
+        let bound = 20_000 + 8_000 + 3 * 4_200;
+        for i in 100..200 {
+            let bytes: usize =
+                store.entries(0..u64::MAX).unwrap().iter().map(|(_, b)| b.len()).sum();
+            if store.snapshot().unwrap().is_some() && bytes <= bound {
+                break;
+            }
+            last = write(i).await.unwrap().index;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        h.shutdown().await;
+        (store, last)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_compacted_by_bytes_when_few_entries_passed() {
+        let counts_only = RaftTiming {
+            snapshot_threshold: 100_000,
+            trailing_logs: 100_000,
+            ..RaftTiming::default()
+        };
+        let bytes = RaftTiming {
+            snapshot_threshold_bytes: 20_000,
+            trailing_bytes: 8_000,
+            ..counts_only.clone()
+        };
+        let (store, last) = log_after_large_writes(bytes).await;
+        let log = store.entries(0..u64::MAX).unwrap();
+        let total: usize = log.iter().map(|(_, b)| b.len()).sum();
+        assert!(store.snapshot().unwrap().is_some(), "a snapshot was taken by size");
+        assert!(total <= 20_000 + 8_000 + 3 * 4_200, "{total} bytes in {} entries", log.len());
+        assert!(log.first().is_some_and(|(i, _)| *i > 1));
+        assert_eq!(log.last().map(|(i, _)| *i), Some(last));
+
+        // With the size bounds off, the entry counts alone keep every entry.
+        let off =
+            RaftTiming { snapshot_threshold_bytes: 0, trailing_bytes: u64::MAX, ..counts_only };
+        let (store, last) = log_after_large_writes(off).await;
+        let log = store.entries(0..u64::MAX).unwrap();
+        assert!(store.snapshot().unwrap().is_none());
+        // Raft's log starts at index 0 (the first configuration).
+        assert_eq!(log.first().map(|(i, _)| *i), Some(0));
+        assert_eq!(log.len() as u64, last + 1);
     }
 
     #[tokio::test]
