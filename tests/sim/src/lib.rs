@@ -1,5 +1,6 @@
 //! Deterministic simulation of whole orc clusters: real servers on turmoil's simulated network
-//! and clock, seeded faults, simulated agents, and invariant checkers run after every step.
+//! and clock, seeded faults, simulated agents (fake ones speaking the node RPCs, or the real
+//! agent crate with a fake driver: `real_agent`), and invariant checkers run after every step.
 //!
 //! Layout: `invariants` holds the pure checkers (one per file, each a function of what the
 //! servers showed, never of how the simulation got there); `harness` runs the simulation and
@@ -11,6 +12,7 @@ pub mod harness;
 pub mod invariants;
 pub mod liveness;
 pub mod net;
+pub mod real_agent;
 pub mod workload;
 
 use server::state::State;

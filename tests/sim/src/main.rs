@@ -9,6 +9,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut count, mut from) = (1u64, 0u64);
     let (mut no_faults, mut ci, mut lost_state) = (false, false, false);
+    let mut real_agents = false;
     let mut servers: Option<u64> = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
@@ -18,6 +19,7 @@ fn main() {
             "--no-faults" => no_faults = true,
             "--ci" => ci = true,
             "--lost-state" => lost_state = true,
+            "--real-agents" => real_agents = true,
             "--servers" => servers = Some(value()),
             _ => usage(),
         }
@@ -32,6 +34,7 @@ fn main() {
         let mut cfg = if ci { SimConfig::ci(seed) } else { SimConfig::small(seed) };
         cfg.faults = !no_faults;
         cfg.lost_state = lost_state;
+        cfg.real_agents = real_agents;
         if let Some(n) = servers {
             cfg.servers = n as usize;
         }
@@ -49,7 +52,10 @@ fn main() {
                 r.drains_completed,
                 r.drains_canceled,
                 r.trace_digest
-            )
+            );
+                if let Some((started, readopted, gone)) = r.real_agent_tasks {
+                    println!("  real agents: {started} task starts, {readopted} re-adopted after a host crash, {gone} gone by then");
+                }
             }
             Err(f) => {
                 println!("{f}");
@@ -69,7 +75,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sim [--seeds N] [--from S] [--no-faults] [--ci] [--lost-state] [--servers 3|5]   (ORC_SIM_SEED=S runs one seed)"
+        "usage: sim [--seeds N] [--from S] [--no-faults] [--ci] [--lost-state] [--real-agents] [--servers 3|5]   (ORC_SIM_SEED=S runs one seed)"
     );
     std::process::exit(2)
 }

@@ -1,20 +1,23 @@
 //! The simulation seeds CI runs: whole clusters under seeded faults, invariants after every
 //! step, then the liveness phase. A failure prints `ORC_SIM_SEED=<seed>`; run
 //! `ORC_SIM_SEED=<seed> cargo run --release -p sim [-- --ci]` to reproduce it, and add it to
-//! `REGRESSIONS`. The fixed seeds run in `SimConfig::ci`'s shape. Every failure fails the test,
-//! safety and liveness alike.
+//! `REGRESSIONS`. The fixed seeds run in `SimConfig::ci`'s shape with real agents (`--ci
+//! --real-agents`); regressions in the shape and agents that found them. Every failure fails
+//! the test, safety and liveness alike.
 
 use sim::harness::{run, SimConfig};
 
 /// The shape a seed runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
-    /// `SimConfig::ci`: seconds per seed in a debug build.
+    /// `SimConfig::ci` with the fake agents: seconds per seed in a debug build.
     Ci,
     /// `SimConfig::small`: about a minute per seed in a debug build.
     Small,
-    /// `SimConfig::ci` on five servers instead of three.
+    /// `SimConfig::ci` on five servers instead of three, with real agents.
     CiFive,
+    /// `SimConfig::ci` with real agents (`--real-agents`: the agent crate, `sim` driver).
+    CiReal,
 }
 
 impl Shape {
@@ -22,7 +25,8 @@ impl Shape {
         match self {
             Shape::Ci => SimConfig::ci(seed),
             Shape::Small => SimConfig::small(seed),
-            Shape::CiFive => SimConfig { servers: 5, ..SimConfig::ci(seed) },
+            Shape::CiFive => SimConfig { servers: 5, real_agents: true, ..SimConfig::ci(seed) },
+            Shape::CiReal => SimConfig { real_agents: true, ..SimConfig::ci(seed) },
         }
     }
 }
@@ -44,13 +48,23 @@ const REGRESSIONS: &[(u64, Shape, &str)] = &[
     // node-down evaluations and the node's Down status committing: the allocation was lost and
     // no evaluation ever replaced it. Fixed in `pipeline::Cluster::sync` (lost evaluations).
     (1040, Shape::Ci, "allocation lost on a down node with no evaluation to replace it"),
+    // Real agents. An agent restarted on a crashed host reloaded a finished allocation and its
+    // runner panicked (it skipped the finished tasks, then waited for them).
+    (1010, Shape::CiReal, "runner panic on a reloaded finished allocation"),
+    // An allocation stopped before its agent ran it stayed pending on the servers for good:
+    // the agent reported nothing for it (now: complete, as Nomad's client).
+    (1011, Shape::CiReal, "drained node still runs a stopped, never-started allocation"),
+    (1148, Shape::CiReal, "drained node still runs a stopped, never-started allocation"),
+    // A batch allocation completed while its host was cut off; the host then crashed, and
+    // the restarted agent never re-sent the completion.
+    (1122, Shape::CiReal, "batch allocation running for good on the servers"),
 ];
 
-/// Runs CI-shaped seeds; every one must pass, and the workload's node drains must have run:
+/// Runs CI-shaped seeds with real agents; every one must pass, and the workload's node drains must have run:
 /// at least one drain of the group ended (completed, or forced by its deadline) and the
 /// liveness phase found its node empty of non-system work.
 fn check(seeds: impl IntoIterator<Item = u64>) {
-    let drains = check_with(seeds.into_iter().map(|s| (s, Shape::Ci)));
+    let drains = check_with(seeds.into_iter().map(|s| (s, Shape::CiReal)));
     assert!(drains > 0, "no node drain completed in these seeds");
 }
 
@@ -99,6 +113,34 @@ fn five_servers_seeds_0_to_4() {
     assert!(drains > 0, "no node drain completed in these seeds");
 }
 
+/// Real agents on every simulated host: the agent crate's client, runner and restart policy
+/// with the `sim` driver, over the real node RPCs. Each group must complete a drain, and an
+/// agent restarted on a crashed host must have re-adopted running tasks from its data dir.
+#[test]
+fn real_agents_seeds() {
+    let mut failures = Vec::new();
+    let (mut drains, mut started, mut readopted) = (0, 0, 0);
+    for seed in [1010, 1016, 1048, 1060] {
+        match run(&Shape::CiReal.config(seed)) {
+            Ok(r) => {
+                drains += r.drains_completed;
+                let (s, a, _) = r.real_agent_tasks.expect("a real-agent run reports its tasks");
+                (started, readopted) = (started + s, readopted + a);
+            }
+            Err(f) => {
+                eprintln!("{f}");
+                failures.push(seed);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failing seeds (rerun with ORC_SIM_SEED=<seed> and --real-agents): {failures:?}"
+    );
+    assert!(drains > 0, "no node drain completed in these seeds");
+    assert!(started > 0 && readopted > 0, "{started} task starts, {readopted} re-adopted");
+}
+
 /// The regression seeds in CI's shape run always; those found in the larger
 /// `SimConfig::small` shape take about a minute each in a debug build and are opt-in with
 /// ORC_SIM_SLOW=1 (or `cargo run --release -p sim -- --from 6 --seeds 3`).
@@ -108,7 +150,7 @@ fn regressions() {
     check_with(
         REGRESSIONS
             .iter()
-            .filter(|(_, shape, _)| slow || *shape == Shape::Ci)
+            .filter(|(_, shape, _)| slow || matches!(shape, Shape::Ci | Shape::CiReal))
             .map(|(seed, shape, _)| (*seed, *shape)),
     );
 }
