@@ -10,6 +10,7 @@
 use crate::agent::{self, AgentControl};
 use crate::invariants::Checker;
 use crate::net::{SimConnector, SimListener};
+use crate::real_agent::{self, RealAgents};
 use crate::workload::Workload;
 use crate::{liveness, ServerView, Violation};
 use rand::{Rng, SeedableRng};
@@ -48,6 +49,9 @@ pub struct SimConfig {
     pub lost_state: bool,
     /// Simulated time per step: the network's and the timers' resolution.
     pub tick: Duration,
+    /// Real agents (`agent::client::Client` with the `sim` driver, `crate::real_agent`)
+    /// instead of the fake ones that speak the node RPCs directly.
+    pub real_agents: bool,
 }
 
 impl SimConfig {
@@ -65,6 +69,7 @@ impl SimConfig {
             faults: true,
             lost_state: false,
             tick: Duration::from_millis(1),
+            real_agents: false,
         }
     }
 
@@ -99,6 +104,9 @@ pub struct Report {
     pub drains_completed: usize,
     /// Drains an operator disabled again (`canceled`).
     pub drains_canceled: usize,
+    /// With real agents: tasks their `sim` driver started, tasks re-adopted by an agent
+    /// restarted on a crashed host, and tasks such an agent found gone.
+    pub real_agent_tasks: Option<(u64, u64, u64)>,
     /// A digest of everything the servers showed, step by step (simulated time, each server's
     /// term, leadership, applied index and the evaluations and allocations in its state): two
     /// runs of one seed are the same run exactly when their digests match.
@@ -313,7 +321,21 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
 
     let control = Arc::new(AgentControl::default());
     let agent_hosts: Vec<String> = (0..cfg.agent_hosts).map(|h| format!("h{h}")).collect();
+    // The real agents' data directories live until the run returns.
+    let real = cfg.real_agents.then(|| RealAgents::new(cfg.agent_hosts, cfg.seed)).transpose();
+    let real = match real {
+        Ok(real) => real,
+        Err(e) => {
+            let reason = format!("the agents' data directory: {e}");
+            return Err(Failure { seed: cfg.seed, at: Duration::ZERO, reason, faults: Vec::new() });
+        }
+    };
     for (h, host) in agent_hosts.iter().enumerate() {
+        if let Some(real) = &real {
+            let per_host = cfg.agents_per_host;
+            real.add_host(&mut sim, host, h, per_host, &addrs, control.clone());
+            continue;
+        }
         let (addrs, control, per_host, seed) =
             (addrs.clone(), control.clone(), cfg.agents_per_host, cfg.seed);
         sim.host(host.as_str(), move || {
@@ -381,12 +403,19 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
         if let Err(e) = sim.step() {
             return Err(fail(sim.elapsed(), format!("simulation error: {e}"), &faults));
         }
+        if let Some(panic) = real.as_ref().and_then(RealAgents::panicked) {
+            let reason = format!("a simulated host panicked: {panic}");
+            return Err(fail(sim.elapsed(), reason, &faults));
+        }
         let now = sim.elapsed();
 
         // Operators.
         if commands_sent < cfg.commands && now >= next_command {
             let unix = Duration::from_secs(EPOCH_UNIX_SECS) + now;
-            let command = workload.next(&mut rng, unix.as_nanos() as i64);
+            let mut command = workload.next(&mut rng, unix.as_nanos() as i64);
+            if cfg.real_agents {
+                real_agent::adapt(&mut command);
+            }
             let running: Vec<usize> =
                 (0..cfg.servers).filter(|i| slots[*i].commands.lock().unwrap().is_some()).collect();
             if !running.is_empty() {
@@ -547,6 +576,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
                     return Ok(Report {
                         drains_completed: drains("complete"),
                         drains_canceled: drains("canceled"),
+                        real_agent_tasks: real.as_ref().map(RealAgents::counts),
                         seed: cfg.seed,
                         faults,
                         acked_writes: checker.acked.jobs.len(),
