@@ -42,9 +42,7 @@ async fn a_reloaded_allocation_is_reported_again() {
     let done = job("done", JobType::Batch, vec![sh_task("t", "exit 0")]);
     let a = alloc(&done, &[]);
     servers.place(a.clone(), done.clone());
-    servers
-        .wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal())
-        .await;
+    servers.wait_report(&a.id, Duration::from_secs(10), |r| r.client_status.is_terminal()).await;
     first.shutdown();
 
     let unaware = FakeServers::new();
