@@ -923,9 +923,17 @@ async fn run_task(
             Some(h)
         }
         Some(h) => {
-            // It died while the agent was away: clean up, then the restart policy applies.
+            // It ended while the agent was away. The driver may still know how (pot keeps its
+            // last run's stats; a raw_exec process's status went to init, so it is unknown);
+            // then the restart policy applies as to any exit, so a batch task that finished
+            // is not run again and a restart counts against the policy.
+            let result = driver.wait(&h).await;
             driver.destroy(&h).await;
             shared.set_handle(&name, None);
+            let exit = Exit { result, while_away: true };
+            if !after_exit(&shared, &name, &mut tracker, &exit, &mut commands, &outcome).await {
+                return;
+            }
             None
         }
         None => None,
@@ -1096,21 +1104,14 @@ async fn run_task(
             Ended::Killed(result) => {
                 // As Nomad: the exit (code, or the signal that ended it) before "Killed".
                 if let Some(result) = result {
-                    shared.push_event(&name, terminated(&shared.env.clock, &result));
+                    shared.push_event(&name, terminated(&shared.env.clock, &result, false));
                 }
                 shared.update(&name, |s| {
                     s.state = "dead".into();
                     s.finished_at = Some(rfc3339_now(&shared.env.clock));
                     s.events.push(event(&shared.env.clock, "Killed", "Task successfully killed"));
                 });
-                let failed = shared
-                    .persisted
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .task_states
-                    .get(&name)
-                    .is_some_and(|s| s.failed);
-                let _ = outcome.send(Some(failed));
+                let _ = outcome.send(Some(task_failed(&shared, &name)));
                 return;
             }
             Ended::RestartRequested => {
@@ -1122,18 +1123,8 @@ async fn run_task(
                 continue;
             }
             Ended::Exited(result) => {
-                shared.push_event(&name, terminated(&shared.env.clock, &result));
-                let code = if result.successful() { 0 } else { result.exit_code.max(1) };
-                if !restart_or_stop(&shared, &name, &mut tracker, code, false, &mut commands).await
-                {
-                    let failed = shared
-                        .persisted
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .task_states
-                        .get(&name)
-                        .is_some_and(|s| s.failed);
-                    let _ = outcome.send(Some(failed));
+                let exit = Exit { result, while_away: false };
+                if !after_exit(&shared, &name, &mut tracker, &exit, &mut commands, &outcome).await {
                     return;
                 }
             }
@@ -1141,14 +1132,55 @@ async fn run_task(
     }
 }
 
-/// The "Terminated" event of one exit.
-fn terminated(clock: &Clock, result: &ExitResult) -> TaskEvent {
-    let message = if result.unknown {
-        "Exited; the exit code is unknown (re-adopted task)".to_string()
-    } else if result.signal != 0 {
+/// How a task's process ended, and whether it ended while no agent was watching it.
+struct Exit {
+    result: ExitResult,
+    while_away: bool,
+}
+
+/// Records an exit and applies the restart policy. Returns true to start again; false when the
+/// task is dead, after sending whether it failed to `outcome`.
+async fn after_exit(
+    shared: &Arc<Shared>,
+    name: &str,
+    tracker: &mut RestartTracker,
+    exit: &Exit,
+    commands: &mut mpsc::UnboundedReceiver<TaskCommand>,
+    outcome: &watch::Sender<Option<bool>>,
+) -> bool {
+    let result = &exit.result;
+    shared.push_event(name, terminated(&shared.env.clock, result, exit.while_away));
+    let code = if result.successful() { 0 } else { result.exit_code.max(1) };
+    if restart_or_stop(shared, name, tracker, code, false, commands).await {
+        return true;
+    }
+    let _ = outcome.send(Some(task_failed(shared, name)));
+    false
+}
+
+/// Whether the task's state says it failed.
+fn task_failed(shared: &Shared, name: &str) -> bool {
+    shared
+        .persisted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .task_states
+        .get(name)
+        .is_some_and(|s| s.failed)
+}
+
+/// The "Terminated" event of one exit; `while_away`: it ended while no agent watched it.
+fn terminated(clock: &Clock, result: &ExitResult, while_away: bool) -> TaskEvent {
+    let code = if result.signal != 0 {
         format!("Exit Code: {}, Signal: {}", result.exit_code, result.signal)
     } else {
         format!("Exit Code: {}", result.exit_code)
+    };
+    let message = match (while_away, result.unknown) {
+        (true, true) => "Exited while the agent was down; the exit code is unknown".to_string(),
+        (true, false) => format!("Exited while the agent was down; {code}"),
+        (false, true) => "Exited; the exit code is unknown (re-adopted task)".to_string(),
+        (false, false) => code,
     };
     let mut ev = event(clock, "Terminated", message);
     ev.exit_code = result.exit_code;

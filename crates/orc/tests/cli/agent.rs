@@ -425,6 +425,64 @@ fn a_readopted_batch_task_ends_with_its_own_exit_code_and_is_not_started_again()
     assert_eq!(agent.allocs("readopt").len(), 2, "nothing was rescheduled");
 }
 
+/// Tasks that end while no agent runs are accounted for by the next one: a Terminated event
+/// says so (a raw_exec task's exit code is then unknown: it went to init), and the restart
+/// policy applies as to any failure, counted, instead of the task silently starting again.
+#[test]
+fn a_task_that_ended_while_the_agent_was_down_follows_its_restart_policy() {
+    let mut agent = DevAgent::start();
+    let go = agent.dir.path().join("go");
+    let job = agent.dir.path().join("readopt.job");
+    std::fs::write(&job, readopt_batch_job(&go)).unwrap();
+    let out = agent.orc(&["run", "-detach", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    agent.wait(Duration::from_secs(10), "two running allocations", |a| {
+        let allocs = a.allocs("readopt");
+        allocs.len() == 2 && allocs.iter().all(|x| x["ClientStatus"] == "running")
+    });
+    let pids = agent.task_pids();
+    assert_eq!(pids.len(), 2);
+    agent.sigkill();
+    std::fs::write(&go, "").unwrap();
+    let start = std::time::Instant::now();
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the tasks did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent.spawn();
+    for x in agent.allocs("readopt") {
+        let (group, id) = (x["TaskGroup"].as_str().unwrap(), x["ID"].as_str().unwrap());
+        // `ok` may restart twice: it runs again and exits 0. `bad` may not restart: it fails.
+        let status = if group == "ok" { "complete" } else { "failed" };
+        agent
+            .wait(Duration::from_secs(20), "a finished allocation", |a| status_of(a, id) == status);
+        let alloc = agent.alloc(id);
+        let state = &alloc["TaskStates"]["t"];
+        let events = state["Events"].as_array().unwrap();
+        let messages: Vec<&str> = events
+            .iter()
+            .filter(|e| e["Type"] != "Received" && e["Type"] != "Task Setup")
+            .filter_map(|e| e["DisplayMessage"].as_str())
+            .collect();
+        let away = "Exited while the agent was down; the exit code is unknown";
+        if group == "ok" {
+            assert_eq!(state["Restarts"], 1, "{events:#?}");
+            assert_eq!(messages[..2], ["Task started by client", away], "{events:#?}");
+            assert!(messages[2].starts_with("Task restarting in"), "{events:#?}");
+            assert_eq!(messages[3..], ["Task started by client", "Exit Code: 0"], "{events:#?}");
+        } else {
+            assert_eq!(state["Restarts"], 0, "{events:#?}");
+            assert_eq!(messages[..2], ["Task started by client", away], "{events:#?}");
+            assert_eq!(
+                messages.iter().filter(|m| **m == "Task started by client").count(),
+                1,
+                "started again: {events:#?}"
+            );
+        }
+    }
+    assert_eq!(agent.allocs("readopt").len(), 2, "nothing was rescheduled");
+}
+
 /// A job whose service tags, kill_timeout and sleep length are the caller's.
 fn inplace_job(tag: &str, kill_timeout: &str, sleep: &str) -> String {
     format!(
