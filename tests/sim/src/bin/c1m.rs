@@ -8,7 +8,10 @@
 //! `node.UpdateAllocs` batch makes, submitted to the leader directly; `--bulk-acks` instead
 //! acks across nodes in writes of 2,000.
 //!
-//! `cargo run --release -p sim --bin c1m -- [--servers 3] [--nodes 5000] [--jobs 1000] [--count 1000] [--bulk-acks]`
+//! ```text
+//! cargo run --release -p sim --bin c1m -- [--servers 3] [--nodes 5000] [--jobs 1000]
+//!     [--count 1000] [--bulk-acks] [--heartbeat-ms 150] [--snapshot-mb 256] [--trailing-mb 64]
+//! ```
 
 use model::{ClientStatus, JobType};
 use server::raft::RaftTiming;
@@ -38,6 +41,8 @@ async fn main() {
             "--nodes" => nodes = v,
             "--jobs" => jobs = v,
             "--count" => count = v as u32,
+            // Raft's heartbeat interval, which is also how long openraft gives an AppendEntries.
+            "--heartbeat-ms" => timing.heartbeat_interval_ms = v as u64,
             // Raft's size bounds in MiB; 0 turns one off.
             "--snapshot-mb" => timing.snapshot_threshold_bytes = (v as u64) << 20,
             "--trailing-mb" => {
