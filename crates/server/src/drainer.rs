@@ -56,7 +56,7 @@ pub(crate) async fn run(handle: ServerHandle) {
         let mut failed = false;
         // A refused completion (`Outcome::Rejected`) is not a failure: the next pass sees why.
         for command in step.commands {
-            if let Err(e) = handle.write(command).await {
+            if let Err(e) = handle.write_as_leader(command).await {
                 tracing::warn!(error = %e, "node drainer: write failed; retrying");
                 failed = true;
                 break;

@@ -561,6 +561,11 @@ pub async fn run_with(handle: ServerHandle, config: PipelineConfig) {
 }
 
 async fn lead(handle: &ServerHandle, config: PipelineConfig) {
+    // What the previous leader committed, this pipeline must see before it schedules anything.
+    if let Err(e) = handle.leader_barrier().await {
+        tracing::debug!(error = %e, "leadership not confirmed; pipeline not started");
+        return;
+    }
     let (plans, plan_rx) = mpsc::channel(config.workers.max(1) * 2);
     let leader = Arc::new(Leader {
         handle: handle.clone(),
@@ -598,7 +603,9 @@ async fn lead(handle: &ServerHandle, config: PipelineConfig) {
         }
         let writes = std::mem::take(&mut *lock(&leader.outbox));
         if !writes.is_empty() {
-            if let Err(e) = handle.write(Command::EvalUpsert { evals: writes.clone() }).await {
+            if let Err(e) =
+                handle.write_as_leader(Command::EvalUpsert { evals: writes.clone() }).await
+            {
                 tracing::warn!(error = %e, "writing evaluation updates failed; retrying");
                 lock(&leader.outbox).splice(0..0, writes);
                 // Without a quorum every write fails at once; back off instead of spinning.

@@ -36,7 +36,7 @@ pub(crate) async fn run(leader: Arc<Leader>, mut plans: mpsc::Receiver<Submissio
         let outcome = if empty {
             Ok(verdict)
         } else {
-            leader.handle.write(Command::PlanResults(results)).await.map(|_| verdict)
+            leader.handle.write_as_leader(Command::PlanResults(results)).await.map(|_| verdict)
         };
         // The worker may have been stopped meanwhile; its plan is committed regardless.
         let _ = s.reply.send(outcome);

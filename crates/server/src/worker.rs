@@ -108,7 +108,10 @@ async fn process(leader: &Arc<Leader>, eval: &Evaluation) -> Result<(), WorkerEr
     failed.status_description = format!("maximum attempts reached ({attempts})");
     failed.blocked_eval = blocked.id.clone();
     failed.modify_time = now;
-    leader.handle.write(crate::state::Command::EvalUpsert { evals: vec![blocked, failed] }).await?;
+    leader
+        .handle
+        .write_as_leader(crate::state::Command::EvalUpsert { evals: vec![blocked, failed] })
+        .await?;
     Ok(())
 }
 

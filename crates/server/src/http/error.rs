@@ -51,7 +51,8 @@ impl From<ServerError> for ApiError {
             }
             e @ (ServerError::NoLeader { .. }
             | ServerError::NoQuorum { .. }
-            | ServerError::Stopped(_)) => ApiError::Internal(e.to_string()),
+            | ServerError::Stopped(_)
+            | ServerError::NotLeader(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -52,6 +52,28 @@ async fn forwarded_writes_survive_leader_failure_and_restart_catches_up() {
     restarted.write(job("via-restarted")).await.unwrap();
 }
 
+/// The leader's own writes (plans, evaluation updates, drain steps) are never forwarded: on a
+/// server that does not lead, `write_as_leader` fails and nothing is committed anywhere, so a
+/// deposed leader's pipeline cannot land work in a newer leader's term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_only_writes_are_refused_on_a_follower_and_never_forwarded() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let err = cluster.node(follower).write_as_leader(job("from-follower")).await.unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err:?}");
+    let index = cluster.node(leader).write_as_leader(job("from-leader")).await.unwrap().index;
+    assert!(cluster.node(leader).leader_barrier().await.unwrap() >= index);
+    assert!(matches!(cluster.node(follower).leader_barrier().await, Err(Error::NotLeader(_))));
+    for (_, h) in cluster.running() {
+        let jobs = h
+            .read(Consistency::Consistent, |s| s.jobs().map(|j| j.id.clone()).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert_eq!(jobs, ["from-leader"]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minority_refuses_writes_with_a_clear_error() {
     let mut cluster = Cluster::start(3).await;

@@ -77,14 +77,9 @@ impl Cluster {
     /// As [`Cluster::start`], with `tweak` applied to every server's configuration.
     pub async fn start_with(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
         let dir = TempDir::new().unwrap();
-        // Reserve ports first so every server's retry_join can list all of them.
-        let mut listeners = Vec::new();
-        for _ in 0..n {
-            listeners.push(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
-        }
+        // Choose ports first so every server's retry_join can list all of them.
         let addrs: Vec<String> =
-            listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
-        drop(listeners);
+            (0..n).map(|_| format!("127.0.0.1:{}", testkit::free_port())).collect();
         let mut nodes = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let mut c = config(dir.path().join(format!("s{i}")), &addrs, n as u32);
