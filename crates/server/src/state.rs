@@ -834,6 +834,12 @@ impl State {
                     // Only the drainer marks allocations for migration: the plan's copy of the
                     // allocation was read before, and would undo a mark made since.
                     alloc.desired_transition = existing.desired_transition.clone();
+                    // Nor does it bring back an allocation stopped since that copy was read:
+                    // desired status only moves forward.
+                    if existing.desired_status != DesiredStatus::Run {
+                        alloc.desired_status = existing.desired_status;
+                        alloc.desired_description = existing.desired_description.clone();
+                    }
                     if existing.node_id != alloc.node_id {
                         let old_node = existing.node_id.clone();
                         remove_from_index(&mut self.allocs_by_node, &old_node, &alloc.id);

@@ -424,3 +424,33 @@ fn job_summaries_follow_every_allocation_change_and_survive_snapshots() {
     assert_eq!(web["g"], AllocCounts { running: 1, ..AllocCounts::default() });
     assert!(state.job_alloc_counts("default", "api").is_none(), "a2 was collected");
 }
+
+/// A plan read its copy of an allocation before another plan stopped it: its in-place update
+/// changes the job version but never the stop (desired status only moves forward).
+#[test]
+fn an_in_place_update_does_not_undo_a_stop_committed_since() {
+    let stale = alloc("a1", "web", "n1");
+    let (mut state, _) = run(vec![
+        register(job("web", 1), None),
+        Command::PlanResults(PlanResults { allocs: vec![stale.clone()], ..PlanResults::default() }),
+        Command::PlanResults(PlanResults {
+            stops: vec![AllocStop {
+                alloc_id: "a1".into(),
+                desired_description: "alloc not needed".into(),
+                ..AllocStop::default()
+            }],
+            ..PlanResults::default()
+        }),
+    ]);
+    let mut updated = stale;
+    updated.job_version = 1;
+    apply(
+        &mut state,
+        4,
+        Command::PlanResults(PlanResults { allocs: vec![updated], ..PlanResults::default() }),
+    );
+    let a1 = state.alloc("a1").unwrap();
+    assert_eq!(a1.job_version, 1);
+    assert_eq!(a1.desired_status, DesiredStatus::Stop);
+    assert_eq!(a1.desired_description, "alloc not needed");
+}
