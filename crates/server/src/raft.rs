@@ -249,6 +249,14 @@ impl RaftNode {
         if self.members().iter().any(|m| m.id == id && m.addr == addr && m.voter) {
             return Ok(());
         }
+        // As Nomad's leader does: a server at the address of a member with another ID is that
+        // member come back without its data (a new ID); the old ID goes before the new one
+        // joins, so the two never count as two voters.
+        let stale: Vec<u64> =
+            self.members().iter().filter(|m| m.addr == addr && m.id != id).map(|m| m.id).collect();
+        for old in stale {
+            self.remove_member(old).await?;
+        }
         self.raft
             .add_learner(id, BasicNode::new(addr), true)
             .await
@@ -348,6 +356,7 @@ impl RaftNode {
     ) -> BoxFuture<'static, Result<Bytes, String>> {
         let raft = self.raft.clone();
         let method = method.to_owned();
+        let me = self.id;
         let last_contact = self.last_contact.clone();
         let contact = move || {
             *last_contact.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now()
@@ -355,7 +364,7 @@ impl RaftNode {
         Box::pin(async move {
             match method.as_str() {
                 APPEND => {
-                    let req: AppendEntriesRequest<TypeConfig> = decode(&body)?;
+                    let req: AppendEntriesRequest<TypeConfig> = addressed(me, &body)?;
                     let resp = raft.append_entries(req).await;
                     // Anything but a higher vote means the sender is the current leader.
                     if matches!(&resp, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_)))
@@ -365,11 +374,11 @@ impl RaftNode {
                     Ok(encode(&resp))
                 }
                 VOTE => {
-                    let req: VoteRequest<u64> = decode(&body)?;
+                    let req: VoteRequest<u64> = addressed(me, &body)?;
                     Ok(encode(&raft.vote(req).await))
                 }
                 SNAPSHOT => {
-                    let req: FullSnapshot = decode(&body)?;
+                    let req: FullSnapshot = addressed(me, &body)?;
                     let snapshot = Snapshot { meta: req.meta, snapshot: Box::new(req.data) };
                     let resp = raft.install_full_snapshot(req.vote, snapshot).await;
                     if resp.is_ok() {
@@ -381,6 +390,24 @@ impl RaftNode {
             }
         })
     }
+}
+
+/// A Raft message with the ID of the server it is meant for. A server refuses a message meant
+/// for another ID: a server whose `data_dir` was wiped comes back on its old address under a new
+/// ID, and must not answer, from its empty log, for the ID it had (the leader would see that
+/// follower's log go back, which Raft does not allow).
+#[derive(Serialize, Deserialize)]
+struct To<R> {
+    to: u64,
+    req: R,
+}
+
+fn addressed<R: serde::de::DeserializeOwned>(me: u64, body: &[u8]) -> Result<R, String> {
+    let To { to, req } = decode::<To<R>>(body)?;
+    if to != me {
+        return Err(format!("raft message for server {to} reached server {me}"));
+    }
+    Ok(req)
 }
 
 const APPEND: &str = "raft.AppendEntries";
@@ -925,7 +952,8 @@ impl Peer {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, RpcError> {
-        let reply = self.client.call(&self.addr, method, encode(req), timeout).await?;
+        let body = encode(&To { to: self.id, req });
+        let reply = self.client.call(&self.addr, method, body, timeout).await?;
         codec::decode(&reply).map_err(|e| RpcError::Remote {
             addr: self.addr.clone(),
             method: method.to_owned(),

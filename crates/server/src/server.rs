@@ -696,7 +696,17 @@ async fn form_cluster(inner: Arc<Inner>) {
             // A cluster exists: ask it (through any member, which forwards to the leader) to
             // add this server. Being added replicates the configuration here.
             let req = LeaderRequest::AddVoter { id: inner.id, addr: inner.addr.clone() };
-            match inner.remote_leader(&peer, &req, Duration::from_secs(10)).await {
+            let mut reply = inner.remote_leader(&peer, &req, Duration::from_secs(10)).await;
+            // A member that does not lead names the leader: ask it there (this server is not
+            // in the configuration yet, so it cannot learn the leader from Raft).
+            if let Err(Attempt::Propose(ProposeError::NotLeader { leader: Some(leader) })) = &reply
+            {
+                if leader.addr != peer {
+                    let at = leader.addr.clone();
+                    reply = inner.remote_leader(&at, &req, Duration::from_secs(10)).await;
+                }
+            }
+            match reply {
                 Ok(_) => tracing::info!(peer, "joined the cluster"),
                 Err(Attempt::Propose(e)) => {
                     tracing::info!(peer, error = %e, "join refused; retrying")

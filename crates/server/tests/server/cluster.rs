@@ -203,3 +203,48 @@ async fn follower_behind_a_compacted_log_catches_up_from_a_snapshot() {
     assert!(h.wait_for_index(w.index, Duration::from_secs(5)).await >= w.index);
     assert_eq!(stale_job_ids(h).await.len(), 61);
 }
+
+/// A server whose data directory was wiped comes back on its old address under a new ID (its
+/// `node-id` file is gone) and joins through retry_join; as Nomad's leader does, the leader
+/// replaces the old ID registered at that address, and Raft messages meant for the old ID are
+/// refused by the new server instead of being answered from its empty log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_server_rejoins_under_a_new_id_and_replaces_its_old_self() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let wiped = cluster.other_than(leader);
+    for i in 0..10 {
+        cluster.node(leader).write(job(&format!("before-{i}"))).await.unwrap();
+    }
+    let old = cluster.kill(wiped).await;
+    let old_id = old.handle.id();
+    std::fs::remove_dir_all(old.config.data_dir.as_ref().unwrap()).unwrap();
+    let last = cluster.node(leader).write(job("while-down")).await.unwrap().index;
+
+    let new = super::harness::start(old.config.clone(), &old.addr).await;
+    let new_id = new.handle.id();
+    assert_ne!(new_id, old_id, "a wiped data_dir means a new identity");
+    cluster.nodes[wiped] = Some(new);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let peers = cluster.node(leader).peers();
+        let replaced = peers.len() == 3
+            && peers.iter().any(|p| p.id == new_id && p.voter && p.addr == old.addr)
+            && peers.iter().all(|p| p.id != old_id);
+        if replaced {
+            break;
+        }
+        assert!(Instant::now() < deadline, "old ID {old_id} not replaced by {new_id}: {peers:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rejoined = cluster.node(wiped);
+    assert!(rejoined.wait_for_index(last, Duration::from_secs(15)).await >= last);
+    let mut jobs = stale_job_ids(rejoined).await;
+    jobs.sort();
+    assert_eq!(jobs.len(), 11);
+    assert!(jobs.contains(&"while-down".to_string()));
+    // The leader survived it and the cluster still takes writes through the new server.
+    let w = cluster.node(wiped).write(job("via-rejoined")).await.unwrap();
+    assert!(cluster.node(leader).wait_for_index(w.index, Duration::from_secs(5)).await >= w.index);
+    assert!(cluster.node(leader).is_leader() || cluster.leader().await != leader);
+}
