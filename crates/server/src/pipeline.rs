@@ -563,7 +563,10 @@ pub async fn run_with(handle: ServerHandle, config: PipelineConfig) {
 async fn lead(handle: &ServerHandle, config: PipelineConfig) {
     // What the previous leader committed, this pipeline must see before it schedules anything.
     if let Err(e) = handle.leader_barrier().await {
+        // Not confirmed (no quorum, or deposed meanwhile): try again later, not in a loop that
+        // would redial the followers without pause.
         tracing::debug!(error = %e, "leadership not confirmed; pipeline not started");
+        tokio::time::sleep(Duration::from_millis(250)).await;
         return;
     }
     let (plans, plan_rx) = mpsc::channel(config.workers.max(1) * 2);
