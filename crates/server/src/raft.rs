@@ -268,6 +268,16 @@ impl RaftNode {
         Ok(())
     }
 
+    /// True if this server is a voter in the configuration it knows.
+    pub fn is_voter(&self) -> bool {
+        self.members().iter().any(|m| m.id == self.id && m.voter)
+    }
+
+    /// Starts an election here now.
+    pub async fn elect(&self) -> Result<(), String> {
+        self.raft.trigger().elect().await.map_err(|e| e.to_string())
+    }
+
     /// Removes a server from the configuration entirely. Must run on the leader.
     pub async fn remove_member(&self, id: u64) -> Result<(), ProposeError> {
         let members = self.members();

@@ -193,7 +193,8 @@ impl Server {
         });
         let form = tokio::spawn(form_cluster(inner.clone()));
         let liveness = tokio::spawn(track_liveness(inner.clone()));
-        inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend([serve, form, liveness]);
+        let ties = tokio::spawn(break_split_votes(inner.clone()));
+        inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend([serve, form, liveness, ties]);
         tracing::info!(id, addr = %inner.addr, "server started");
         Ok(ServerHandle { inner })
     }
@@ -654,6 +655,37 @@ async fn track_liveness(inner: Arc<Inner>) {
         }
         // Deadlines are seconds apart in practice; checking ten times a second is plenty.
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Breaks split votes that would repeat for good. openraft 0.9 draws a server's election
+/// timeout once, at start, and checks it on a tick of 1.5 heartbeat intervals; two servers
+/// left without a leader (the third down or replaced) whose timeouts end on the same tick
+/// both stand in every term, vote for themselves, and never elect (seen in the simulator,
+/// whose servers start on one instant: seeds 1001 and 1038 with `--ci --lost-state`). A
+/// server that has seen no leader for two checks a maximum election timeout apart stands
+/// once more after a random delay within one election timeout (drawn from `clock::ThreadRng`,
+/// seeded in a simulation), so that one of the two asks first.
+async fn break_split_votes(inner: Arc<Inner>) {
+    use rand08::RngCore;
+    let max = inner.config.raft.election_timeout_max_ms.max(1);
+    let mut leaderless = 0u32;
+    loop {
+        tokio::time::sleep(Duration::from_millis(max)).await;
+        let stuck = inner.raft.leader().is_none() && inner.raft.is_voter();
+        leaderless = if stuck { leaderless + 1 } else { 0 };
+        if leaderless < 2 {
+            continue;
+        }
+        let jitter = crate::clock::ThreadRng.next_u64() % max;
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        if inner.raft.leader().is_none() {
+            tracing::info!(id = inner.id, "no leader for a while; standing for election");
+            if let Err(e) = inner.raft.elect().await {
+                tracing::debug!(error = %e, "could not stand for election");
+            }
+        }
+        leaderless = 0;
     }
 }
 
