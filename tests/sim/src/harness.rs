@@ -44,8 +44,8 @@ pub struct SimConfig {
     /// Simulated time the cluster gets to converge once faults stop.
     pub liveness_deadline: Duration,
     pub faults: bool,
-    /// Whether one server crash a run (a third of them) loses the server's state. Off in the
-    /// fixed shapes while the failure it found is open (tests/sim/README.md).
+    /// Whether one server crash a run (a third of them) loses the server's state: the server
+    /// comes back empty under a new Raft ID, joins, and the operator removes its old ID.
     pub lost_state: bool,
     /// Simulated time per step: the network's and the timers' resolution.
     pub tick: Duration,
@@ -74,7 +74,8 @@ impl SimConfig {
     }
 
     /// The shape `cargo test -p sim` runs in a debug build: fewer agents, a shorter fault
-    /// phase and coarser steps, so that twenty seeds take seconds each.
+    /// phase and coarser steps, so that twenty seeds take seconds each; one server crash in
+    /// three (at most one a run) loses its state.
     pub fn ci(seed: u64) -> Self {
         SimConfig {
             agent_hosts: 3,
@@ -84,6 +85,7 @@ impl SimConfig {
             fault_phase: Duration::from_secs(8),
             liveness_deadline: Duration::from_secs(120),
             tick: Duration::from_millis(5),
+            lost_state: true,
             ..SimConfig::small(seed)
         }
     }
@@ -170,13 +172,23 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// A server host's state that outlives the host: its store survives a crash, its handle and
-/// command queue are replaced when the host restarts.
+/// A server host's state that outlives the host: its store and Raft ID survive a crash (a
+/// lost-state crash replaces both, as a wiped `data_dir` does), its handle and command queue
+/// are replaced when the host restarts.
 struct ServerSlot {
     name: String,
+    id: Mutex<u64>,
     store: Mutex<Arc<MemStore>>,
     handle: Mutex<Option<ServerHandle>>,
-    commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
+    commands: Mutex<Option<mpsc::UnboundedSender<Op>>>,
+}
+
+/// What the harness asks of a server, as operators do.
+enum Op {
+    /// A write, through this server (forwarded to the leader).
+    Write(Command),
+    /// `orc operator raft remove-peer <id>`, through this server.
+    RemovePeer(u64),
 }
 
 /// What decides whether a server's view must be read again: (applied index, term, leads).
@@ -225,10 +237,14 @@ fn server_config(name: &str, id: u64, all: &[String], seed: u64) -> Config {
 async fn server_host(
     slot: Arc<ServerSlot>,
     config: Config,
+    seed: u64,
     acks: Acks,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", RPC_PORT)).await?;
     let store = slot.store.lock().unwrap().clone();
+    // The ID this boot runs under: a new one after a lost-state crash.
+    let id = *slot.id.lock().unwrap();
+    let config = Config { node_id: Some(id), clock: sim_clock(seed, id), ..config };
     let seams = Seams {
         rpc_listener: Box::new(SimListener(listener)),
         rpc_advertise: format!("{}:{RPC_PORT}", slot.name),
@@ -236,12 +252,22 @@ async fn server_host(
         store: Some(store),
     };
     let handle = Server::start(config, seams).await?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
     *slot.handle.lock().unwrap() = Some(handle.clone());
     *slot.commands.lock().unwrap() = Some(tx);
     let writer = handle.clone();
     tokio::spawn(async move {
-        while let Some(command) = rx.recv().await {
+        while let Some(op) = rx.recv().await {
+            let command = match op {
+                Op::Write(command) => command,
+                Op::RemovePeer(id) => {
+                    let writer = writer.clone();
+                    // A server that is no longer in the configuration (the leader replaced it
+                    // when its successor joined at its address) is "unknown": nothing to do.
+                    tokio::spawn(async move { writer.remove_peer(&id.to_string()).await });
+                    continue;
+                }
+            };
             let job_id = match &command {
                 Command::JobRegister { job, .. } => job.id.clone(),
                 Command::JobDeregister { job_id, .. } => job_id.clone(),
@@ -265,10 +291,12 @@ async fn server_host(
     Ok(())
 }
 
-/// The lost-state crash: its own random stream, and whether it happened yet.
+/// The lost-state crash: its own random stream, whether it happened yet, and, until the
+/// operator saw it gone from the configuration, the Raft ID the wiped server had.
 struct Wipe {
     rng: ChaCha8Rng,
     done: bool,
+    old: Option<(usize, u64)>,
 }
 
 /// Undoes one fault at a simulated time.
@@ -305,6 +333,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
         .map(|n| {
             Arc::new(ServerSlot {
                 name: n.clone(),
+                id: Mutex::new(0),
                 store: Mutex::new(Arc::new(MemStore::new())),
                 handle: Mutex::new(None),
                 commands: Mutex::new(None),
@@ -312,10 +341,11 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
         })
         .collect();
     for (i, slot) in slots.iter().enumerate() {
+        *slot.id.lock().unwrap() = i as u64 + 1;
         let config = server_config(&names[i], i as u64 + 1, &addrs, cfg.seed);
-        let (slot, acks) = (slot.clone(), acks.clone());
+        let (slot, acks, seed) = (slot.clone(), acks.clone(), cfg.seed);
         sim.host(names[i].as_str(), move || {
-            server_host(slot.clone(), config.clone(), acks.clone())
+            server_host(slot.clone(), config.clone(), seed, acks.clone())
         });
     }
 
@@ -370,8 +400,11 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
     let mut crashed_server: Option<usize> = None;
     // Whether a crash loses the server's state comes from its own stream, so adding this fault
     // left every other choice of a seed as it was.
-    let mut wipe =
-        Wipe { rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5749_5045), done: !cfg.lost_state };
+    let mut wipe = Wipe {
+        rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5749_5045),
+        done: !cfg.lost_state,
+        old: None,
+    };
     let mut crashed_agents: BTreeMap<String, bool> = BTreeMap::new();
     let mut vanished = false;
     let node_ids: Vec<String> = (0..cfg.agent_hosts)
@@ -388,6 +421,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
     let mut digest = std::collections::hash_map::DefaultHasher::new();
     let mut healed = false;
     let mut next_liveness = fault_end;
+    let mut next_removal = Duration::ZERO;
     if cfg.faults {
         control.fail_permille.store(50, Ordering::Relaxed);
     }
@@ -421,7 +455,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
             if !running.is_empty() {
                 let i = running[rng.random_range(0..running.len())];
                 if let Some(tx) = slots[i].commands.lock().unwrap().as_ref() {
-                    let _ = tx.send(command);
+                    let _ = tx.send(Op::Write(command));
                 }
                 commands_sent += 1;
             }
@@ -457,10 +491,6 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
                 &mut vanished,
                 &mut wipe,
             ) {
-                if let Some(server) = crashed_server.filter(|_| desc.ends_with("(state lost)")) {
-                    // Its term starts over from zero when it comes back.
-                    checker.leaders.forget(server as u64 + 1);
-                }
                 faults.push(format!("{now:?} {desc}"));
             }
             next_fault = now + Duration::from_millis(rng.random_range(500..3_000));
@@ -484,6 +514,28 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
                     if a < b {
                         sim.repair(a.as_str(), b.as_str());
                         sim.release(a.as_str(), b.as_str());
+                    }
+                }
+            }
+        }
+
+        // The operator removes a wiped server's old ID once its successor is a voter (Nomad's
+        // `nomad operator raft remove-peer`); until then, and while the old ID is listed, ask
+        // again every step the leader's configuration shows it (the request is idempotent).
+        if let Some((i, old)) = wipe.old {
+            let l = leader_of(&slots);
+            let leader = l.and_then(|l| slots[l].handle.lock().unwrap().clone());
+            if let (Some(l), Some(leader)) = (l, leader) {
+                let new = *slots[i].id.lock().unwrap();
+                let peers = leader.peers();
+                let joined = peers.iter().any(|p| p.id == new && p.voter);
+                if joined && peers.iter().all(|p| p.id != old) {
+                    wipe.old = None;
+                    faults.push(format!("{now:?} old ID {old} of {} is out", slots[i].name));
+                } else if joined && now >= next_removal {
+                    next_removal = now + Duration::from_millis(500);
+                    if let Some(tx) = slots[l].commands.lock().unwrap().as_ref() {
+                        let _ = tx.send(Op::RemovePeer(old));
                     }
                 }
             }
@@ -552,7 +604,8 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
         if healed && (now >= next_liveness || now >= deadline) {
             next_liveness = now + Duration::from_millis(500);
             let result = if views.len() == cfg.servers {
-                liveness::converged(&views, checker.acked.max_index())
+                membership(&slots)
+                    .and_then(|()| liveness::converged(&views, checker.acked.max_index()))
             } else {
                 let down: Vec<String> = (0..cfg.servers)
                     .filter(|i| cache[*i].is_none())
@@ -601,6 +654,43 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
             }
         }
     }
+}
+
+/// `Ok` once every running server's Raft configuration is exactly the servers running now: a
+/// wiped server's successor joined as a voter and its old ID is gone.
+fn membership(slots: &[Arc<ServerSlot>]) -> Result<(), String> {
+    let ids: Vec<u64> = slots.iter().map(|s| *s.id.lock().unwrap()).collect();
+    let mut want = ids.clone();
+    want.sort();
+    for slot in slots {
+        let Some(h) = slot.handle.lock().unwrap().clone() else { continue };
+        let mut voters: Vec<u64> = h.peers().iter().filter(|p| p.voter).map(|p| p.id).collect();
+        voters.sort();
+        let members = h.peers().len();
+        if voters != want || members != want.len() {
+            let seen: Vec<String> = slots
+                .iter()
+                .filter_map(|s| s.handle.lock().unwrap().clone().map(|h| (s, h)))
+                .map(|(s, h)| {
+                    let leader = h.leader().map(|m| m.id);
+                    let peers: Vec<(u64, bool)> =
+                        h.peers().iter().map(|p| (p.id, p.voter)).collect();
+                    format!(
+                        "{} (ID {}) term {} leader {leader:?} members {peers:?}",
+                        s.name,
+                        h.id(),
+                        h.term()
+                    )
+                })
+                .collect();
+            return Err(format!(
+                "server {} has configuration {voters:?} ({members} members), servers are {want:?}; {}",
+                slot.name,
+                seen.join("; ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn leader_of(slots: &[Arc<ServerSlot>]) -> Option<usize> {
@@ -654,12 +744,19 @@ fn inject(
             *slots[i].commands.lock().unwrap() = None;
             *crashed_server = Some(i);
             heals.push((for_ms(rng, 1_000, 6_000), Heal::BounceServer(i)));
-            // At most once a run, one server comes back with an empty store: it must catch up
-            // from the others (log or snapshot) and rejoin.
+            // At most once a run, one server comes back with an empty store, as a server whose
+            // data_dir was wiped: under a new Raft ID (`load_or_create_id` finds no `node-id`),
+            // joining through retry_join as a new member and catching up from the others; the
+            // operator then removes its old ID.
             if !wipe.done && wipe.rng.random_ratio(1, 3) {
                 wipe.done = true;
+                let old = *slots[i].id.lock().unwrap();
+                // Seed-derived, and never one of the first IDs (1..=servers).
+                let new = wipe.rng.random_range(1u64 << 32..1u64 << 62);
+                *slots[i].id.lock().unwrap() = new;
                 *slots[i].store.lock().unwrap() = Arc::new(MemStore::new());
-                return Some(format!("crash {} (state lost)", servers[i]));
+                wipe.old = Some((i, old));
+                return Some(format!("crash {} (state lost; back as ID {new})", servers[i]));
             }
             Some(format!("crash {} (state kept)", servers[i]))
         }

@@ -9,7 +9,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut count, mut from) = (1u64, 0u64);
     let (mut no_faults, mut ci, mut lost_state) = (false, false, false);
-    let mut real_agents = false;
+    let (mut real_agents, mut keep_state) = (false, false);
     let mut servers: Option<u64> = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
@@ -19,6 +19,7 @@ fn main() {
             "--no-faults" => no_faults = true,
             "--ci" => ci = true,
             "--lost-state" => lost_state = true,
+            "--keep-state" => keep_state = true,
             "--real-agents" => real_agents = true,
             "--servers" => servers = Some(value()),
             _ => usage(),
@@ -33,7 +34,9 @@ fn main() {
     for seed in from..from + count {
         let mut cfg = if ci { SimConfig::ci(seed) } else { SimConfig::small(seed) };
         cfg.faults = !no_faults;
-        cfg.lost_state = lost_state;
+        // `--ci` loses a server's state as `SimConfig::ci` does; `--lost-state` adds it to the
+        // small shape, `--keep-state` takes it out (to replay seeds found without it).
+        cfg.lost_state = (cfg.lost_state || lost_state) && !keep_state;
         cfg.real_agents = real_agents;
         if let Some(n) = servers {
             cfg.servers = n as usize;
@@ -41,7 +44,7 @@ fn main() {
         let t = Instant::now();
         match run(&cfg) {
             Ok(r) => {
-                wiped += r.faults.iter().filter(|f| f.ends_with("(state lost)")).count();
+                wiped += r.faults.iter().filter(|f| f.contains("(state lost")).count();
                 println!(
                 "seed {seed}: ok in {:.1}s wall, {} faults, {} acked writes, converged {:?} after faults, {} checks, drains {} complete {} canceled, trace {:016x}",
                 t.elapsed().as_secs_f64(),
@@ -53,6 +56,11 @@ fn main() {
                 r.drains_canceled,
                 r.trace_digest
             );
+                for f in
+                    r.faults.iter().filter(|f| f.contains("(state lost") || f.contains("old ID"))
+                {
+                    println!("  {f}");
+                }
                 if let Some((started, readopted, gone)) = r.real_agent_tasks {
                     println!("  real agents: {started} task starts, {readopted} re-adopted after a host crash, {gone} gone by then");
                 }
@@ -75,7 +83,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sim [--seeds N] [--from S] [--no-faults] [--ci] [--lost-state] [--real-agents] [--servers 3|5]   (ORC_SIM_SEED=S runs one seed)"
+        "usage: sim [--seeds N] [--from S] [--no-faults] [--ci] [--lost-state] [--keep-state] [--real-agents] [--servers 3|5]   (ORC_SIM_SEED=S runs one seed)"
     );
     std::process::exit(2)
 }
