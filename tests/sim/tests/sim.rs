@@ -193,16 +193,23 @@ fn regressions() {
 }
 
 /// One seed, run twice, is the same run: the same faults and the same trace of everything the
-/// servers showed, step by step. The server's clocks, IDs, Raft's election timeouts and the
-/// pipeline's work follow the seed (see tests/sim/README.md); what still does not, unless the
-/// build sets `--cfg tokio_unstable`, is tokio's per-runtime generator behind `select!`'s
-/// branch order, which turmoil seeds only then. So this is opt-in:
-/// `ORC_SIM_EXACT=1 RUSTFLAGS="--cfg tokio_unstable" cargo test -p sim a_seed_reproduces`.
+/// servers showed, step by step, with fake agents and with real ones. The server's clocks, IDs,
+/// Raft's election timeouts and the pipeline's work follow the seed (see tests/sim/README.md);
+/// tokio's per-runtime generator behind `select!`'s branch order follows it because the
+/// workspace builds with `--cfg tokio_unstable` (`.cargo/config.toml`), under which turmoil seeds
+/// it.
 #[test]
 fn a_seed_reproduces_its_run_exactly() {
-    if std::env::var_os("ORC_SIM_EXACT").is_none() {
-        eprintln!("skipped; set ORC_SIM_EXACT=1 and build with RUSTFLAGS=\"--cfg tokio_unstable\"");
-        return;
+    assert!(
+        cfg!(tokio_unstable),
+        "built without --cfg tokio_unstable (a RUSTFLAGS variable replaces .cargo/config.toml's \
+         rustflags): tokio's select! order is then not seeded and runs diverge"
+    );
+    for seed in [1003, 1541] {
+        let real = SimConfig { real_agents: true, ..SimConfig::ci(seed) };
+        let (a, b) = (run(&real), run(&real));
+        let (a, b) = (a.unwrap_or_else(|f| panic!("{f}")), b.unwrap_or_else(|f| panic!("{f}")));
+        assert_eq!(a.trace_digest, b.trace_digest, "real agents, seed {seed}: the runs diverged");
     }
     for seed in [3, 1040] {
         let (a, b) = (run(&SimConfig::ci(seed)), run(&SimConfig::ci(seed)));
