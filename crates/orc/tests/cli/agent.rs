@@ -354,9 +354,9 @@ fn readopt_batch_job(go: &Path) -> String {
     )
 }
 
-#[test]
-fn a_readopted_batch_task_ends_with_its_own_exit_code_and_is_not_started_again() {
-    let mut agent = DevAgent::start();
+/// A dev agent running [`readopt_batch_job`]: the agent, the `go` file and the two tasks' pids.
+fn readopt_batch_job_running() -> (DevAgent, PathBuf, Vec<u32>) {
+    let agent = DevAgent::start();
     let go = agent.dir.path().join("go");
     let job = agent.dir.path().join("readopt.job");
     std::fs::write(&job, readopt_batch_job(&go)).unwrap();
@@ -368,6 +368,12 @@ fn a_readopted_batch_task_ends_with_its_own_exit_code_and_is_not_started_again()
     });
     let pids = agent.task_pids();
     assert_eq!(pids.len(), 2);
+    (agent, go, pids)
+}
+
+#[test]
+fn a_readopted_batch_task_ends_with_its_own_exit_code_and_is_not_started_again() {
+    let (mut agent, go, pids) = readopt_batch_job_running();
     agent.sigkill();
     assert!(pids.iter().all(|p| alive(*p)), "the tasks must outlive the agent");
     agent.spawn();
@@ -430,18 +436,7 @@ fn a_readopted_batch_task_ends_with_its_own_exit_code_and_is_not_started_again()
 /// policy applies as to any failure, counted, instead of the task silently starting again.
 #[test]
 fn a_task_that_ended_while_the_agent_was_down_follows_its_restart_policy() {
-    let mut agent = DevAgent::start();
-    let go = agent.dir.path().join("go");
-    let job = agent.dir.path().join("readopt.job");
-    std::fs::write(&job, readopt_batch_job(&go)).unwrap();
-    let out = agent.orc(&["run", "-detach", job.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    agent.wait(Duration::from_secs(10), "two running allocations", |a| {
-        let allocs = a.allocs("readopt");
-        allocs.len() == 2 && allocs.iter().all(|x| x["ClientStatus"] == "running")
-    });
-    let pids = agent.task_pids();
-    assert_eq!(pids.len(), 2);
+    let (mut agent, go, pids) = readopt_batch_job_running();
     agent.sigkill();
     std::fs::write(&go, "").unwrap();
     let start = std::time::Instant::now();
