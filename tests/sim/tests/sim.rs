@@ -200,11 +200,13 @@ fn regressions() {
 /// it.
 #[test]
 fn a_seed_reproduces_its_run_exactly() {
-    assert!(
-        cfg!(tokio_unstable),
-        "built without --cfg tokio_unstable (a RUSTFLAGS variable replaces .cargo/config.toml's \
-         rustflags): tokio's select! order is then not seeded and runs diverge"
-    );
+    if !cfg!(tokio_unstable) {
+        panic!(
+            "built without --cfg tokio_unstable (a RUSTFLAGS variable replaces \
+             .cargo/config.toml's rustflags): tokio's select! order is then not seeded and runs \
+             diverge"
+        );
+    }
     for seed in [1003, 1541] {
         let real = SimConfig { real_agents: true, ..SimConfig::ci(seed) };
         let (a, b) = (run(&real), run(&real));
