@@ -1120,10 +1120,9 @@ mod tests {
         assert_eq!(b.append_end(1, 2), 2, "never past the end asked for");
     }
 
-    /// A server whose log grows by large entries, far fewer than the entry-count thresholds.
-    async fn log_after_large_writes(timing: RaftTiming) -> (Arc<MemStore>, u64) {
-        let store = Arc::new(MemStore::new());
-        let mut config = Config { node_id: Some(1), raft: timing, ..Config::default() };
+    /// The configuration and seams of a single server (ID 1) on `store` and a loopback port.
+    async fn one_server(store: Arc<MemStore>) -> (Config, Seams) {
+        let mut config = Config { node_id: Some(1), ..Config::default() };
         config.server.enabled = true;
         config.server.bootstrap_expect = 1;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1131,8 +1130,16 @@ mod tests {
             rpc_advertise: listener.local_addr().unwrap().to_string(),
             rpc_listener: Box::new(listener),
             connector: Arc::new(TcpConnector),
-            store: Some(store.clone()),
+            store: Some(store),
         };
+        (config, seams)
+    }
+
+    /// A server whose log grows by large entries, far fewer than the entry-count thresholds.
+    async fn log_after_large_writes(timing: RaftTiming) -> (Arc<MemStore>, u64) {
+        let store = Arc::new(MemStore::new());
+        let (mut config, seams) = one_server(store.clone()).await;
+        config.raft = timing;
         let h = Server::start(config, seams).await.unwrap();
         let write = |i: usize| {
             let mut job = model::Job {
@@ -1199,16 +1206,7 @@ mod tests {
     async fn a_server_refuses_a_vote_written_before_single_term_leaders() {
         let store = Arc::new(MemStore::new());
         store.put_meta(MetaKey::Vote, &[&[1u8][..], OLD_VOTE].concat()).unwrap();
-        let mut config = Config { node_id: Some(1), ..Config::default() };
-        config.server.enabled = true;
-        config.server.bootstrap_expect = 1;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let seams = Seams {
-            rpc_advertise: listener.local_addr().unwrap().to_string(),
-            rpc_listener: Box::new(listener),
-            connector: Arc::new(TcpConnector),
-            store: Some(store),
-        };
+        let (config, seams) = one_server(store).await;
         let err = match Server::start(config, seams).await {
             Ok(_) => panic!("a server started on a vote it cannot read"),
             Err(e) => e.to_string(),

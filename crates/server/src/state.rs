@@ -302,6 +302,24 @@ pub enum Outcome {
     Rejected { reason: String },
 }
 
+/// A drain command's node event (kept to the last `MAX_NODE_EVENTS`) and its `LastDrain`.
+fn record_drain(
+    node: &mut Node,
+    index: u64,
+    event: Option<Box<NodeEvent>>,
+    last_drain: Option<Box<DrainMetadata>>,
+) {
+    if let Some(mut e) = event {
+        e.create_index = index;
+        node.events.push(*e);
+        let excess = node.events.len().saturating_sub(model::MAX_NODE_EVENTS);
+        node.events.drain(..excess);
+    }
+    if let Some(last) = last_drain {
+        node.last_drain = Some(*last);
+    }
+}
+
 /// Applies `command`, the log entry at `index`, to `state`. `index` must exceed every index
 /// applied before; it becomes the modify index of everything the command touches.
 pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
@@ -477,15 +495,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             let Some(node) = state.nodes.get_mut(&node_id) else {
                 return Outcome::NotFound { what: format!("node {node_id}") };
             };
-            if let Some(mut e) = event {
-                e.create_index = index;
-                node.events.push(*e);
-                let excess = node.events.len().saturating_sub(model::MAX_NODE_EVENTS);
-                node.events.drain(..excess);
-            }
-            if let Some(last) = last_drain {
-                node.last_drain = Some(*last);
-            }
+            record_drain(node, index, event, last_drain);
             node.drain = drain.is_some();
             if drain.is_some() {
                 node.scheduling_eligibility = SchedulingEligibility::Ineligible;
@@ -525,15 +535,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
                 };
             }
             let node = state.nodes.get_mut(&node_id).expect("looked up above");
-            if let Some(mut e) = event {
-                e.create_index = index;
-                node.events.push(*e);
-                let excess = node.events.len().saturating_sub(model::MAX_NODE_EVENTS);
-                node.events.drain(..excess);
-            }
-            if let Some(last) = last_drain {
-                node.last_drain = Some(*last);
-            }
+            record_drain(node, index, event, last_drain);
             node.drain = false;
             node.drain_strategy = None;
             node.modify_index = index;
