@@ -66,6 +66,21 @@ struct Journal {
     entries: std::collections::VecDeque<(u64, Changed)>,
     /// The journal covers every change at indexes above this one.
     floor: u64,
+    /// The objects removed at each recent index, as they last were, so the event stream reports
+    /// a deletion exactly, even of an object created and removed between two of its looks.
+    removed: std::collections::VecDeque<(u64, Removed)>,
+    /// `removed` covers every removal at indexes above this one.
+    removed_floor: u64,
+}
+
+/// An object that left the state, as it last was.
+#[derive(Debug, Clone)]
+pub enum Removed {
+    Job(Row<Job>),
+    Eval(Row<Evaluation>),
+    Alloc(Row<Allocation>),
+    Node(Row<Node>),
+    Service(Row<ServiceRegistration>),
 }
 
 impl PartialEq for Journal {
@@ -83,6 +98,10 @@ enum Changed {
 /// Changes kept: enough for the leader's view to fall behind by many commits.
 const JOURNAL_ENTRIES: usize = 100_000;
 
+/// Removed objects kept. They are whole objects, so fewer: a garbage collection that removes
+/// more at once leaves the event stream to find those deletions by comparison.
+const REMOVED_ENTRIES: usize = 4_096;
+
 impl Journal {
     fn note(&mut self, index: u64, c: Changed) {
         if self.entries.len() >= JOURNAL_ENTRIES {
@@ -91,6 +110,15 @@ impl Journal {
             }
         }
         self.entries.push_back((index, c));
+    }
+
+    fn note_removed(&mut self, index: u64, r: Removed) {
+        if self.removed.len() >= REMOVED_ENTRIES {
+            if let Some((i, _)) = self.removed.pop_front() {
+                self.removed_floor = self.removed_floor.max(i);
+            }
+        }
+        self.removed.push_back((index, r));
     }
 }
 
@@ -356,9 +384,10 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
         }
         Command::JobPurge { namespace, job_id, eval } => {
             let key = (namespace, job_id);
-            if state.jobs.remove(&key).is_none() {
+            let Some(job) = state.jobs.remove(&key) else {
                 return not_found_job(&key);
-            }
+            };
+            state.journal.note_removed(index, Removed::Job(job));
             state.job_versions.remove(&key);
             state.touch(Table::Jobs, index);
             state.upsert_evals(index, eval.map(|e| *e));
@@ -374,6 +403,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             for id in eval_ids {
                 if let Some(eval) = state.evals.remove(&id) {
                     state.journal.note(index, Changed::Eval(id.clone()));
+                    state.journal.note_removed(index, Removed::Eval(eval.clone()));
                     let key = (eval.namespace.clone(), eval.job_id.clone());
                     remove_from_index(&mut state.evals_by_job, &key, &id);
                     jobs.insert(key);
@@ -384,6 +414,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
                 if let Some(alloc) = state.allocs.remove(&id) {
                     count(&mut state.summaries, &alloc, false);
                     state.journal.note(index, Changed::Alloc(id.clone()));
+                    state.journal.note_removed(index, Removed::Alloc(alloc.clone()));
                     let key = (alloc.namespace.clone(), alloc.job_id.clone());
                     remove_from_index(&mut state.allocs_by_job, &key, &id);
                     remove_from_index(&mut state.allocs_by_node, &alloc.node_id, &id);
@@ -446,9 +477,10 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             Outcome::Applied
         }
         Command::NodeDeregister { node_id } => {
-            if state.nodes.remove(&node_id).is_none() {
+            let Some(node) = state.nodes.remove(&node_id) else {
                 return Outcome::NotFound { what: format!("node {node_id}") };
-            }
+            };
+            state.journal.note_removed(index, Removed::Node(node));
             state.touch(Table::Nodes, index);
             Outcome::Applied
         }
@@ -463,10 +495,14 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             if status == NodeStatus::Down {
                 // A down node's allocations are lost, and nobody is left to deregister their
                 // services: the servers remove them, as Nomad does.
-                let before = state.services.len();
-                state.services.retain(|_, s| s.node_id != node_id);
-                if state.services.len() != before {
-                    state.touch(Table::Services, index);
+                let gone: Vec<String> = state
+                    .services
+                    .values()
+                    .filter(|s| s.node_id == node_id)
+                    .map(|s| s.id.clone())
+                    .collect();
+                for id in gone {
+                    state.remove_service(index, &id);
                 }
             }
             let jobs = state.upsert_evals(index, evals);
@@ -567,9 +603,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
         }
         Command::ServiceDeregister { ids } => {
             for id in ids {
-                if state.services.remove(&id).is_some() {
-                    state.touch(Table::Services, index);
-                }
+                state.remove_service(index, &id);
             }
             Outcome::Applied
         }
@@ -695,6 +729,18 @@ impl State {
         Some(out)
     }
 
+    /// The objects removed at indexes above `since`, oldest first, each with the index that
+    /// removed it; `None` when that is older than the journal remembers.
+    pub fn removed_since(&self, since: u64) -> Option<Vec<(u64, &Removed)>> {
+        if since < self.journal.removed_floor {
+            return None;
+        }
+        let newer = self.journal.removed.iter().rev().take_while(|(i, _)| *i > since);
+        let mut out: Vec<(u64, &Removed)> = newer.map(|(i, r)| (*i, r)).collect();
+        out.reverse();
+        Some(out)
+    }
+
     /// Number of allocations, terminal ones included.
     pub fn alloc_count(&self) -> usize {
         self.allocs.len()
@@ -749,6 +795,13 @@ impl State {
             .get(key)
             .map(|ids| ids.iter().filter_map(|id| table.get(id).map(|r| &**r)).collect())
             .unwrap_or_default()
+    }
+
+    fn remove_service(&mut self, index: u64, id: &str) {
+        if let Some(s) = self.services.remove(id) {
+            self.journal.note_removed(index, Removed::Service(s));
+            self.touch(Table::Services, index);
+        }
     }
 
     fn touch(&mut self, table: Table, index: u64) {
@@ -949,7 +1002,7 @@ impl State {
         let mut state = State {
             index: s.index,
             table_index: s.table_index.into_iter().collect(),
-            journal: Journal { floor: s.index, ..Journal::default() },
+            journal: Journal { floor: s.index, removed_floor: s.index, ..Journal::default() },
             ..State::default()
         };
         for job in s.jobs {

@@ -4,10 +4,12 @@
 //! stream is alive.
 //!
 //! Events are derived once per server, by comparing the state after each applied index with
-//! what has already been reported (objects whose modify index moved are upserts, objects that
-//! vanished are deletions), so nothing in the state machine knows about streams. The
-//! consequence: an object changed several times between two looks is reported once, in its
-//! latest version. Derived events go into a [`Buffer`] of the last [`EVENT_BUFFER_SIZE`]
+//! what has already been reported: objects whose modify index moved are upserts, and objects
+//! removed since are taken from the state's journal of removals (each as it last was), so a
+//! deletion is reported at the index that made it, even for an object created and removed
+//! between two looks. Nothing in the state machine knows about streams. The consequence of
+//! looking rather than listening: an object changed several times between two looks is
+//! reported once, in its latest version. Derived events go into a [`Buffer`] of the last [`EVENT_BUFFER_SIZE`]
 //! indexes (Nomad's `event_buffer_size` default); every stream reads from it and filters, and
 //! `index=N` replays the buffered events after N (from the oldest buffered one when N has
 //! left the buffer, as Nomad does) before following live ones.
@@ -15,12 +17,12 @@
 use super::ApiError;
 use super::{query_options, Ctx, Pairs};
 use crate::server::Consistency;
-use crate::state::{State, Table};
+use crate::state::{Removed, State, Table};
 use axum::body::Body;
 use axum::extract::State as AxState;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use model::ServiceRegistration;
+use model::{Allocation, Evaluation, Job, Node, ServiceRegistration};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -123,19 +125,25 @@ pub(crate) struct Event {
 }
 
 /// What a stream has already reported, per topic: each object's modify index (and, for
-/// services, the registration itself, which a deregistration event carries).
+/// services, the registration itself, which a deregistration event carries when the state's
+/// journal of removals no longer reaches back far enough).
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     seen: BTreeMap<Topic, BTreeMap<String, u64>>,
     services: BTreeMap<String, ServiceRegistration>,
     table_index: BTreeMap<Topic, u64>,
+    /// The state index of the last look: removals after it are yet to be reported.
+    looked: u64,
 }
 
 impl Tracker {
     /// Starts tracking `state`: with `replay_after` 0, only later changes are reported;
     /// otherwise objects modified after it are reported by the first [`Tracker::events`].
     pub fn new(sub: &Subscription, state: &State, replay_after: u64) -> Tracker {
-        let mut t = Tracker::default();
+        let mut t = Tracker {
+            looked: if replay_after == 0 { state.index() } else { replay_after },
+            ..Tracker::default()
+        };
         for topic in sub.topics.keys() {
             let seen = t.seen.entry(*topic).or_default();
             for_each(state, *topic, |id, modify_index, _| {
@@ -154,7 +162,14 @@ impl Tracker {
     }
 
     /// The events that take the stream from what it has seen to `state`, in index order.
+    ///
+    /// An object removed since the last look is reported from the state's journal of removals:
+    /// its last version (unless already reported) and then its removal, at the index that
+    /// removed it. Only when the journal no longer reaches back that far are removals found by
+    /// comparison, at the table's index.
     pub fn events(&mut self, sub: &Subscription, state: &State) -> Vec<Event> {
+        let removed = state.removed_since(self.looked);
+        let last_look = std::mem::replace(&mut self.looked, state.index());
         let mut out = Vec::new();
         for (topic, keys) in &sub.topics {
             let table_index = state.table_index(topic.table());
@@ -163,13 +178,23 @@ impl Tracker {
             }
             self.table_index.insert(*topic, table_index);
             let seen = self.seen.entry(*topic).or_default();
+            let mut events = Vec::new();
+            for (at, r) in removed.iter().flatten().filter(|(_, r)| topic_of(r) == *topic) {
+                let (id, modify_index) = identity(r);
+                // A version older than the last look was reported then (or is older than
+                // what a replay asked for).
+                if seen.remove(&id) != Some(modify_index) && modify_index > last_look {
+                    events.push(removed_event(r, None));
+                }
+                self.services.remove(&id);
+                events.push(removed_event(r, Some(*at)));
+            }
             let mut present = BTreeSet::new();
-            let mut upserts = Vec::new();
             for_each(state, *topic, |id, modify_index, ev| {
                 present.insert(id.to_owned());
                 if seen.get(id) != Some(&modify_index) {
                     seen.insert(id.to_owned(), modify_index);
-                    upserts.push(ev());
+                    events.push(ev());
                 }
             });
             let gone: Vec<String> =
@@ -177,10 +202,10 @@ impl Tracker {
             for id in gone {
                 seen.remove(&id);
                 let last = if *topic == Topic::Service { self.services.remove(&id) } else { None };
-                upserts.push(deletion(*topic, &id, last, state.table_index(topic.table())));
+                events.push(deletion(*topic, &id, last, table_index));
             }
             if *topic == Topic::Service {
-                for e in &upserts {
+                for e in &events {
                     if e.event_type == "ServiceRegistration" {
                         if let Some(s) = state.service(&e.key) {
                             self.services.insert(s.id.clone(), s.clone());
@@ -188,11 +213,55 @@ impl Tracker {
                     }
                 }
             }
-            out.extend(upserts.into_iter().filter(|e| wanted(sub, keys.as_ref(), e)));
+            out.extend(events.into_iter().filter(|e| wanted(sub, keys.as_ref(), e)));
         }
         out.sort_by_key(|e| e.index);
         out
     }
+}
+
+fn topic_of(r: &Removed) -> Topic {
+    match r {
+        Removed::Job(_) => Topic::Job,
+        Removed::Eval(_) => Topic::Evaluation,
+        Removed::Alloc(_) => Topic::Allocation,
+        Removed::Node(_) => Topic::Node,
+        Removed::Service(_) => Topic::Service,
+    }
+}
+
+/// A removed object's key in [`Tracker::seen`] and its last modify index.
+fn identity(r: &Removed) -> (String, u64) {
+    match r {
+        Removed::Job(j) => (job_key(j), j.modify_index),
+        Removed::Eval(e) => (e.id.clone(), e.modify_index),
+        Removed::Alloc(a) => (a.id.clone(), a.modify_index),
+        Removed::Node(n) => (n.id.clone(), n.modify_index),
+        Removed::Service(s) => (s.id.clone(), s.modify_index),
+    }
+}
+
+/// The event of a removed object: its last version when `removed_at` is `None`, otherwise its
+/// removal at that index.
+fn removed_event(r: &Removed, removed_at: Option<u64>) -> Event {
+    let mut e = match r {
+        Removed::Job(j) => job_event(j),
+        Removed::Eval(e) => eval_event(e),
+        Removed::Alloc(a) => alloc_event(a),
+        Removed::Node(n) => node_event(n),
+        Removed::Service(s) => service_event("ServiceRegistration", s, s.modify_index),
+    };
+    if let Some(at) = removed_at {
+        e.index = at;
+        e.event_type = match r {
+            Removed::Job(_) => "JobDeregistered",
+            Removed::Eval(_) => "EvaluationDeleted",
+            Removed::Alloc(_) => "AllocationDeleted",
+            Removed::Node(_) => "NodeDeregistration",
+            Removed::Service(_) => "ServiceDeregistration",
+        };
+    }
+    e
 }
 
 fn wanted(sub: &Subscription, keys: Option<&BTreeSet<String>>, e: &Event) -> bool {
@@ -202,70 +271,87 @@ fn wanted(sub: &Subscription, keys: Option<&BTreeSet<String>>, e: &Event) -> boo
     ns_ok && key_ok
 }
 
+/// Jobs share IDs across namespaces.
+fn job_key(j: &Job) -> String {
+    format!("{}\u{0}{}", j.namespace, j.id)
+}
+
+fn job_event(j: &Job) -> Event {
+    Event {
+        topic: "Job",
+        event_type: if j.stop { "JobDeregistered" } else { "JobRegistered" },
+        key: j.id.clone(),
+        namespace: j.namespace.clone(),
+        filter_keys: Vec::new(),
+        index: j.modify_index,
+        payload: json!({ "Job": j }),
+    }
+}
+
+fn alloc_event(a: &Allocation) -> Event {
+    Event {
+        topic: "Allocation",
+        event_type: "AllocationUpdated",
+        key: a.id.clone(),
+        namespace: a.namespace.clone(),
+        filter_keys: vec![a.job_id.clone()],
+        index: a.modify_index,
+        payload: json!({ "Allocation": a }),
+    }
+}
+
+fn eval_event(e: &Evaluation) -> Event {
+    Event {
+        topic: "Evaluation",
+        event_type: "EvaluationUpdated",
+        key: e.id.clone(),
+        namespace: e.namespace.clone(),
+        filter_keys: vec![e.job_id.clone()],
+        index: e.modify_index,
+        payload: json!({ "Evaluation": e }),
+    }
+}
+
+fn node_event(n: &Node) -> Event {
+    Event {
+        topic: "Node",
+        event_type: "NodeRegistration",
+        key: n.id.clone(),
+        namespace: String::new(),
+        filter_keys: Vec::new(),
+        index: n.modify_index,
+        payload: json!({ "Node": n }),
+    }
+}
+
 /// Calls `f(id, modify_index, make_event)` for every object of `topic`.
 fn for_each(state: &State, topic: Topic, mut f: impl FnMut(&str, u64, &dyn Fn() -> Event)) {
     match topic {
         Topic::Job => {
             for j in state.jobs() {
-                let ev = || Event {
-                    topic: "Job",
-                    event_type: if j.stop { "JobDeregistered" } else { "JobRegistered" },
-                    key: j.id.clone(),
-                    namespace: j.namespace.clone(),
-                    filter_keys: Vec::new(),
-                    index: j.modify_index,
-                    payload: json!({ "Job": j }),
-                };
-                // Jobs share IDs across namespaces.
-                f(&format!("{}\u{0}{}", j.namespace, j.id), j.modify_index, &ev);
+                f(&job_key(j), j.modify_index, &|| job_event(j));
             }
         }
         Topic::Allocation => {
             for a in state.allocs() {
-                let ev = || Event {
-                    topic: "Allocation",
-                    event_type: "AllocationUpdated",
-                    key: a.id.clone(),
-                    namespace: a.namespace.clone(),
-                    filter_keys: vec![a.job_id.clone()],
-                    index: a.modify_index,
-                    payload: json!({ "Allocation": a }),
-                };
-                f(&a.id, a.modify_index, &ev);
+                f(&a.id, a.modify_index, &|| alloc_event(a));
             }
         }
         Topic::Evaluation => {
             for e in state.evals() {
-                let ev = || Event {
-                    topic: "Evaluation",
-                    event_type: "EvaluationUpdated",
-                    key: e.id.clone(),
-                    namespace: e.namespace.clone(),
-                    filter_keys: vec![e.job_id.clone()],
-                    index: e.modify_index,
-                    payload: json!({ "Evaluation": e }),
-                };
-                f(&e.id, e.modify_index, &ev);
+                f(&e.id, e.modify_index, &|| eval_event(e));
             }
         }
         Topic::Node => {
             for n in state.nodes() {
-                let ev = || Event {
-                    topic: "Node",
-                    event_type: "NodeRegistration",
-                    key: n.id.clone(),
-                    namespace: String::new(),
-                    filter_keys: Vec::new(),
-                    index: n.modify_index,
-                    payload: json!({ "Node": n }),
-                };
-                f(&n.id, n.modify_index, &ev);
+                f(&n.id, n.modify_index, &|| node_event(n));
             }
         }
         Topic::Service => {
             for s in state.services() {
-                let ev = || service_event("ServiceRegistration", s, s.modify_index);
-                f(&s.id, s.modify_index, &ev);
+                f(&s.id, s.modify_index, &|| {
+                    service_event("ServiceRegistration", s, s.modify_index)
+                });
             }
         }
     }
@@ -283,7 +369,8 @@ fn service_event(event_type: &'static str, s: &ServiceRegistration, index: u64) 
     }
 }
 
-/// The event for an object that left the state at (or before) `index`.
+/// The event for an object found gone by comparison, at (or before) `index`: all that is left of
+/// it is its ID (and a service's last registration, which the tracker keeps).
 fn deletion(topic: Topic, id: &str, last: Option<ServiceRegistration>, index: u64) -> Event {
     if let Some(s) = last {
         return service_event("ServiceDeregistration", &s, index);
@@ -534,15 +621,76 @@ mod tests {
         );
         assert_eq!(t.events(&sub, &state), [], "nothing new, nothing sent");
 
-        // A replay from index 1 reports what changed after it, still filtered.
+        // A replay from index 1 reports what changed after it, still filtered: the removal of
+        // a registration older than the replay included.
         let mut replay = Tracker::new(&sub, &state, 1);
         let keys: Vec<String> = replay.events(&sub, &state).into_iter().map(|e| e.key).collect();
-        assert_eq!(keys, ["a"]);
+        assert_eq!(keys, ["a", "old"]);
         let e = &Tracker::new(&sub, &state, 1).events(&sub, &state)[0];
         let v = serde_json::to_value(e).unwrap();
         assert_eq!(v["Topic"], "Service");
         assert_eq!(v["FilterKeys"], json!(["job", "web"]));
         assert_eq!(v["Payload"]["Service"]["ServiceName"], "web");
+    }
+
+    #[test]
+    fn an_object_created_and_removed_between_two_looks_is_reported_both_ways() {
+        let mut state = State::new();
+        let sub = parse_topics(&["Service:*", "Node:*"], "default").unwrap();
+        let mut t = Tracker::new(&sub, &state, 0);
+        apply(
+            &mut state,
+            1,
+            Command::ServiceRegister { services: vec![svc("a", "web", "default")] },
+        );
+        apply(&mut state, 2, Command::ServiceDeregister { ids: vec!["a".into()] });
+        let node = model::Node { id: "n1".into(), ..model::Node::default() };
+        apply(&mut state, 3, Command::NodeRegister { node: Box::new(node.clone()) });
+        apply(&mut state, 4, Command::NodeDeregister { node_id: "n1".into() });
+        // Registered again under the same ID: removal, then the new registration.
+        apply(&mut state, 5, Command::NodeRegister { node: Box::new(node) });
+        let got: Vec<(&str, String, u64)> =
+            t.events(&sub, &state).into_iter().map(|e| (e.event_type, e.key, e.index)).collect();
+        assert_eq!(
+            got,
+            [
+                ("ServiceRegistration", "a".into(), 1),
+                ("ServiceDeregistration", "a".into(), 2),
+                ("NodeRegistration", "n1".into(), 3),
+                ("NodeDeregistration", "n1".into(), 4),
+                ("NodeRegistration", "n1".into(), 5),
+            ]
+        );
+        assert_eq!(t.events(&sub, &state), []);
+
+        // Once reported, a removal carries the object as it last was, filter keys included.
+        apply(
+            &mut state,
+            6,
+            Command::ServiceRegister { services: vec![svc("b", "web", "default")] },
+        );
+        assert_eq!(t.events(&sub, &state).len(), 1);
+        apply(&mut state, 7, Command::ServiceDeregister { ids: vec!["b".into()] });
+        let got = t.events(&sub, &state);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].event_type, got[0].index), ("ServiceDeregistration", 7));
+        assert_eq!(got[0].filter_keys, ["job", "web"]);
+    }
+
+    #[test]
+    fn removals_older_than_the_journal_are_found_by_comparison() {
+        let mut state = State::new();
+        let services: Vec<ServiceRegistration> =
+            (0..5000).map(|i| svc(&format!("s{i}"), "web", "default")).collect();
+        apply(&mut state, 1, Command::ServiceRegister { services });
+        let sub = parse_topics(&["Service:*"], "default").unwrap();
+        let mut t = Tracker::new(&sub, &state, 0);
+        let ids: Vec<String> = (0..5000).map(|i| format!("s{i}")).collect();
+        apply(&mut state, 2, Command::ServiceDeregister { ids });
+        let got = t.events(&sub, &state);
+        assert_eq!(got.len(), 5000);
+        assert!(got.iter().all(|e| e.event_type == "ServiceDeregistration" && e.index == 2));
+        assert!(got.iter().all(|e| e.payload["Service"]["ServiceName"] == "web"));
     }
 
     #[test]
