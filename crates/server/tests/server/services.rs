@@ -162,6 +162,18 @@ fn read_event_lines(url: String, want: usize, timeout: Duration) -> Vec<Value> {
     })
 }
 
+/// Opens a stream and hands over its lines as they arrive, until it ends or `timeout` passes.
+fn stream_lines(url: String, timeout: Duration) -> std::sync::mpsc::Receiver<Value> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        read_lines_until(url, timeout, |lines| {
+            let last = lines.last().cloned().unwrap_or_default();
+            tx.send(last).is_err()
+        });
+    });
+    rx
+}
+
 fn read_lines_until(url: String, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -188,10 +200,12 @@ async fn event_stream_sends_service_events_and_heartbeats() {
     let (base, _server) = serve_with_heartbeat(&api, Duration::from_millis(300)).await;
     register(&api, vec![instance("a0", 23000, &[], ServiceHealth::Passing)]).await;
 
-    // What Traefik's watch mode opens.
+    // What Traefik's watch mode opens. Its first line, a heartbeat, says the stream has
+    // started: what happens from then on is reported.
     let url = format!("{base}/v1/event/stream?index=0&topic=Service:*&namespace=default");
-    let reader = tokio::task::spawn_blocking(move || read_lines(url, 3, Duration::from_secs(10)));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stream = stream_lines(url, Duration::from_secs(20));
+    let first = tokio::task::block_in_place(|| stream.recv_timeout(Duration::from_secs(10)));
+    assert_eq!(first, Ok(json!({})));
     register(&api, vec![instance("a1", 23001, &[], ServiceHealth::Passing)]).await;
     // A job registration is not a Service event and must not appear.
     api.put("/v1/jobs", &super::http::nginx_job()).await;
@@ -201,7 +215,11 @@ async fn event_stream_sends_service_events_and_heartbeats() {
         })
         .await
         .unwrap();
-    let lines = reader.await.unwrap();
+    let mut lines = Vec::new();
+    while lines.iter().filter(|l: &&Value| l.get("Events").is_some()).count() < 2 {
+        let next = tokio::task::block_in_place(|| stream.recv_timeout(Duration::from_secs(10)));
+        lines.push(next.unwrap_or_else(|e| panic!("{e}; so far: {lines:?}")));
+    }
     let events: Vec<(String, String)> = lines
         .iter()
         .flat_map(|l| l["Events"].as_array().cloned().unwrap_or_default())
