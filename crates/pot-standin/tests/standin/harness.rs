@@ -200,7 +200,7 @@ pub const APP_FILES: &[(&str, &str, u32)] = &[
     ("usr/local/bin/sleeper", "#!/bin/sh\necho sleeping\nexec sleep 600\n", 0o755),
     (
         "usr/local/bin/trap-usr1",
-        "#!/bin/sh\ntrap 'echo got-usr1; exit 7' USR1\necho ready\nwhile :; do sleep 0.05; done\n",
+        "#!/bin/sh\ntrap 'echo got-usr1; exit 7' USR1\n: > trapped\necho ready\nwhile :; do sleep 0.05; done\n",
         0o755,
     ),
     ("usr/local/bin/show-env", "#!/bin/sh\nenv | sort\npwd\n", 0o755),

@@ -144,8 +144,9 @@ fn signal_reaches_the_main_process_and_start_reports_125() {
     let name = env.prepared("sig", "a1", "trap-usr1", &[]);
     let idx = env.start_bg(&name);
     env.wait_status(&name, "started");
-    // Give the script time to install its trap.
-    std::thread::sleep(Duration::from_millis(300));
+    // The script creates `trapped` in its cwd (the jail root) once its trap is installed.
+    let trapped = env.root().join("jails").join(&name).join("m").join("trapped");
+    wait_until(Duration::from_secs(20), || trapped.exists());
     env.pot(&["signal", "-s", "SIGUSR1", "-p", &name])
         .code(0)
         .line(&format!("===>  Sending SIGUSR1 to main process of pot {name}"));
