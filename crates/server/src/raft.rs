@@ -49,9 +49,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 openraft::declare_raft_types!(
-    /// orc's Raft types: log entries carry [`Command`]s, applying one yields an [`Outcome`].
+    /// orc's Raft types: log entries carry [`Command`]s (as [`Payload`]s), applying one yields
+    /// an [`Outcome`].
     pub TypeConfig:
-        D = Command,
+        D = Payload,
         R = Outcome,
         NodeId = u64,
         Node = BasicNode,
@@ -60,6 +61,79 @@ openraft::declare_raft_types!(
         Responder = openraft::impls::OneshotResponder<TypeConfig>,
         AsyncRuntime = crate::clock::SeededRuntime,
 );
+
+/// What a log entry carries: a [`Command`], kept as the JSON it is stored and sent as.
+///
+/// An entry is decoded and encoded again at every step of its way: read from the leader's log
+/// for each follower, sent, appended to the follower's log, read back for apply. Only the apply
+/// needs the command itself. So a payload that arrives as JSON keeps it as it came (serde_json's
+/// `RawValue`, which checks the text but builds nothing) and writes those bytes out verbatim,
+/// and the command is parsed once, when it is applied. A payload made from a command is
+/// serialised once and keeps that JSON. The bytes are exactly those of the serialised
+/// `Command`, so the stored and wire formats are unchanged. Encoding only works through
+/// serde_json, which is what [`codec`] uses.
+#[derive(Clone)]
+pub struct Payload(Arc<PayloadInner>);
+
+struct PayloadInner {
+    command: Option<Command>,
+    json: OnceLock<Box<serde_json::value::RawValue>>,
+}
+
+impl Payload {
+    fn new(command: Command) -> Payload {
+        Payload(Arc::new(PayloadInner { command: Some(command), json: OnceLock::new() }))
+    }
+
+    /// The payload's JSON, serialising the command the first time.
+    fn json(&self) -> Result<&serde_json::value::RawValue, serde_json::Error> {
+        if let Some(json) = self.0.json.get() {
+            return Ok(json);
+        }
+        let command = self.0.command.as_ref().expect("a payload has its command or its JSON");
+        let json = serde_json::value::to_raw_value(command)?;
+        Ok(self.0.json.get_or_init(|| json))
+    }
+
+    /// The command, parsed from the JSON unless the payload was made from it.
+    fn into_command(self) -> Result<Command, serde_json::Error> {
+        let parse = |inner: &PayloadInner| {
+            let json = inner.json.get().expect("a payload has its command or its JSON");
+            serde_json::from_str(json.get())
+        };
+        match Arc::try_unwrap(self.0) {
+            Ok(PayloadInner { command: Some(command), .. }) => Ok(command),
+            Ok(inner) => parse(&inner),
+            Err(shared) => match &shared.command {
+                Some(command) => Ok(command.clone()),
+                None => parse(&shared),
+            },
+        }
+    }
+}
+
+impl Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.0.command, self.0.json.get()) {
+            (Some(command), _) => command.fmt(f),
+            (None, Some(json)) => f.write_str(json.get()),
+            (None, None) => f.write_str("(empty payload)"),
+        }
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json().map_err(serde::ser::Error::custom)?.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let json = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        Ok(Payload(Arc::new(PayloadInner { command: None, json: OnceLock::from(json) })))
+    }
+}
 
 type Raft = openraft::Raft<TypeConfig>;
 type SError = StorageError<u64>;
@@ -224,7 +298,8 @@ impl RaftNode {
 
     /// Proposes `command` if this server leads; returns its log index and outcome once applied.
     pub async fn propose(&self, command: Command) -> Result<(u64, Outcome), ProposeError> {
-        let reply = self.raft.client_write(command).await.map_err(|e| self.write_error(e))?;
+        let payload = Payload::new(command);
+        let reply = self.raft.client_write(payload).await.map_err(|e| self.write_error(e))?;
         Ok((reply.log_id.index, reply.data))
     }
 
@@ -853,20 +928,34 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        // Commands are parsed before the state is locked, so readers wait only for the applies.
+        let mut parsed = Vec::new();
+        for entry in entries {
+            let payload = match entry.payload {
+                EntryPayload::Blank => None,
+                EntryPayload::Normal(payload) => {
+                    let index = entry.log_id.index;
+                    let command = payload
+                        .into_command()
+                        .map_err(|e| read_err(format!("log entry {index}: {e}")))?;
+                    Some(Ok(command))
+                }
+                EntryPayload::Membership(m) => Some(Err(m)),
+            };
+            parsed.push((entry.log_id, payload));
+        }
         let mut outcomes = Vec::new();
         let mut applied = Vec::new();
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            for entry in entries {
-                self.last_applied = Some(entry.log_id);
-                applied.push(entry.log_id.index);
-                outcomes.push(match entry.payload {
-                    EntryPayload::Blank => Outcome::Applied,
-                    EntryPayload::Normal(command) => {
-                        state::apply(&mut state, entry.log_id.index, command)
-                    }
-                    EntryPayload::Membership(m) => {
-                        self.membership = StoredMembership::new(Some(entry.log_id), m);
+            for (log_id, payload) in parsed {
+                self.last_applied = Some(log_id);
+                applied.push(log_id.index);
+                outcomes.push(match payload {
+                    None => Outcome::Applied,
+                    Some(Ok(command)) => state::apply(&mut state, log_id.index, command),
+                    Some(Err(m)) => {
+                        self.membership = StoredMembership::new(Some(log_id), m);
                         Outcome::Applied
                     }
                 });
@@ -1042,6 +1131,33 @@ mod tests {
     use crate::store::MemStore;
     use crate::transport::TcpConnector;
     use crate::Config;
+
+    #[test]
+    fn a_payload_is_stored_as_its_command_and_passes_through_verbatim() {
+        let command = Command::ServiceDeregister { ids: vec!["a\"b".into(), "c".into()] };
+        let made = codec::encode(&Payload::new(command.clone()));
+        assert_eq!(made, codec::encode(&command), "the stored bytes are the command's");
+        let read: Payload = codec::decode(&made).unwrap();
+        assert_eq!(codec::encode(&read), made, "written out again verbatim");
+        assert_eq!(read.clone().into_command().unwrap(), command);
+        assert_eq!(read.into_command().unwrap(), command);
+        // Inside an entry, as the log and AppendEntries carry it.
+        let entry: Entry<TypeConfig> = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(2, 0), 9),
+            payload: EntryPayload::Normal(Payload::new(command.clone())),
+        };
+        let bytes = codec::encode(&entry);
+        let back: Entry<TypeConfig> = codec::decode(&bytes).unwrap();
+        assert_eq!(codec::encode(&back), bytes);
+        match back.payload {
+            EntryPayload::Normal(p) => assert_eq!(p.into_command().unwrap(), command),
+            other => panic!("{other:?}"),
+        }
+        // A payload that is not a command is an error when applied, not before.
+        let odd: Payload =
+            codec::decode(&codec::encode(&serde_json::json!({"Type": "Nope"}))).unwrap();
+        assert!(odd.into_command().unwrap_err().to_string().contains("Nope"));
+    }
 
     /// A vote as orc wrote it before openraft's `single-term-leader` feature: format version 1,
     /// the leader named by `(term, node_id)`.
