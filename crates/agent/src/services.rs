@@ -916,7 +916,22 @@ impl Services {
 
     /// Follows one of the runner's reports on its way to the servers: services are registered
     /// or deregistered, health sees the tasks, and the report carries the health verdict.
+    ///
+    /// A verdict (the only report that arrives with a deployment status) is a copy of the last
+    /// report observed before it was decided; a report observed since, say the task stopping,
+    /// is newer, so the verdict goes out on that one and never brings back an older status:
+    /// neither re-registering a stopped allocation's services nor telling the servers it runs.
     pub fn observe(&self, r: &mut AllocReport) {
+        if r.deployment_status.is_some() {
+            let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(last) = health.get(&r.alloc_id).and_then(|h| h.last.as_ref()) {
+                *r = AllocReport {
+                    deployment_status: r.deployment_status.take(),
+                    modify_time: r.modify_time.max(last.modify_time),
+                    ..last.clone()
+                };
+            }
+        }
         self.status(&r.alloc_id, r.client_status);
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = health.get_mut(&r.alloc_id) {
@@ -1103,7 +1118,46 @@ fn registrations_with_checks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{AllocatedPort, Service, Task, TaskGroup};
+    use model::{AllocatedPort, Service, Task, TaskGroup, TaskState};
+
+    #[test]
+    fn a_verdict_decided_on_an_older_report_goes_out_on_the_newer_one() {
+        let services = Services::new(None, None);
+        let job = Job {
+            id: "web".into(),
+            task_groups: vec![TaskGroup {
+                name: "g".into(),
+                tasks: vec![Task { name: "t".into(), ..Task::default() }],
+                ..TaskGroup::default()
+            }],
+            ..Job::default()
+        };
+        let alloc = Allocation { id: "a1".into(), task_group: "g".into(), ..Allocation::default() };
+        services.track(&alloc, &job);
+        let report = |status: ClientStatus, task: &str, at: i64| AllocReport {
+            alloc_id: "a1".into(),
+            client_status: status,
+            client_description: String::new(),
+            task_states: [(
+                "t".to_string(),
+                TaskState { state: task.into(), ..TaskState::default() },
+            )]
+            .into(),
+            deployment_status: None,
+            modify_time: at,
+        };
+        services.observe(&mut report(ClientStatus::Running, "running", 1));
+        // Health is decided on the running report; the task stops before the verdict is seen.
+        let mut verdict = report(ClientStatus::Running, "running", 3);
+        verdict.deployment_status =
+            Some(AllocDeploymentStatus { healthy: Some(true), ..Default::default() });
+        services.observe(&mut report(ClientStatus::Complete, "dead", 2));
+        services.observe(&mut verdict);
+        assert_eq!(verdict.client_status, ClientStatus::Complete);
+        assert_eq!(verdict.task_states["t"].state, "dead");
+        assert_eq!(verdict.deployment_status.and_then(|d| d.healthy), Some(true));
+        assert_eq!(verdict.modify_time, 3);
+    }
 
     #[test]
     fn consul_services_of_the_group_and_its_tasks_with_host_ports() {

@@ -23,6 +23,14 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failed test shows what the agent said, however it failed.
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(300)..];
+            eprintln!("agent log (last {} lines):\n{}", tail.len(), tail.join("\n"));
+        }
     }
 }
 
