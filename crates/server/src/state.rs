@@ -15,7 +15,9 @@ use model::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+mod id;
 mod row;
+pub use id::Id;
 pub use row::Row;
 
 /// How many versions of a job are kept, as Nomad's `JobTrackedVersions`.
@@ -47,9 +49,9 @@ pub struct State {
     job_versions: BTreeMap<JobKey, BTreeMap<u64, Row<Job>>>,
     evals: BTreeMap<String, Row<Evaluation>>,
     evals_by_job: BTreeMap<JobKey, BTreeSet<String>>,
-    allocs: BTreeMap<String, Row<Allocation>>,
-    allocs_by_node: BTreeMap<String, BTreeSet<String>>,
-    allocs_by_job: BTreeMap<JobKey, BTreeSet<String>>,
+    allocs: BTreeMap<Id, Row<Allocation>>,
+    allocs_by_node: BTreeMap<String, BTreeSet<Id>>,
+    allocs_by_job: BTreeMap<JobKey, BTreeSet<Id>>,
     /// Allocations per job and task group by client status, kept as allocations change so a job
     /// listing does not read every allocation. Derived, like the other indexes.
     summaries: BTreeMap<JobKey, BTreeMap<String, AllocCounts>>,
@@ -411,7 +413,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
                 }
             }
             for id in alloc_ids {
-                if let Some(alloc) = state.allocs.remove(&id) {
+                if let Some(alloc) = state.allocs.remove(id.as_str()) {
                     count(&mut state.summaries, &alloc, false);
                     state.journal.note(index, Changed::Alloc(id.clone()));
                     state.journal.note_removed(index, Removed::Alloc(alloc.clone()));
@@ -431,7 +433,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             for u in updates {
                 // An agent may report on an allocation that was garbage-collected meanwhile;
                 // Nomad ignores such reports and so do we.
-                let Some(alloc) = state.allocs.get_mut(&u.alloc_id) else { continue };
+                let Some(alloc) = state.allocs.get_mut(u.alloc_id.as_str()) else { continue };
                 state.journal.note(index, Changed::Alloc(u.alloc_id.clone()));
                 count(&mut state.summaries, alloc, false);
                 alloc.client_status = u.client_status;
@@ -581,7 +583,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
         Command::AllocDesiredTransition { alloc_ids, migrate, evals } => {
             let mut jobs = BTreeSet::new();
             for id in alloc_ids {
-                let Some(alloc) = state.allocs.get_mut(&id) else { continue };
+                let Some(alloc) = state.allocs.get_mut(id.as_str()) else { continue };
                 state.journal.note(index, Changed::Alloc(id));
                 alloc.desired_transition.migrate = Some(migrate);
                 alloc.modify_index = index;
@@ -614,7 +616,11 @@ fn not_found_job(key: &JobKey) -> Outcome {
     Outcome::NotFound { what: format!("job {:?} in namespace {:?}", key.1, key.0) }
 }
 
-fn remove_from_index<K: Ord + Clone>(index: &mut BTreeMap<K, BTreeSet<String>>, key: &K, id: &str) {
+fn remove_from_index<K: Ord + Clone, I: Ord + std::borrow::Borrow<str>>(
+    index: &mut BTreeMap<K, BTreeSet<I>>,
+    key: &K,
+    id: &str,
+) {
     if let Some(ids) = index.get_mut(key) {
         ids.remove(id);
         if ids.is_empty() {
@@ -785,15 +791,17 @@ impl State {
         self.services.values().map(|s| &**s)
     }
 
-    fn ids_to<'a, K: Ord, T>(
+    fn ids_to<'a, K: Ord, I: Ord + std::borrow::Borrow<str>, T>(
         &'a self,
-        index: &'a BTreeMap<K, BTreeSet<String>>,
+        index: &'a BTreeMap<K, BTreeSet<I>>,
         key: &K,
-        table: &'a BTreeMap<String, Row<T>>,
+        table: &'a BTreeMap<I, Row<T>>,
     ) -> Vec<&'a T> {
         index
             .get(key)
-            .map(|ids| ids.iter().filter_map(|id| table.get(id).map(|r| &**r)).collect())
+            .map(|ids| {
+                ids.iter().filter_map(|id| table.get::<str>(id.borrow()).map(|r| &**r)).collect()
+            })
             .unwrap_or_default()
     }
 
@@ -877,7 +885,7 @@ impl State {
     fn apply_plan(&mut self, index: u64, plan: PlanResults) -> Outcome {
         let mut jobs = BTreeSet::new();
         for mut alloc in plan.allocs {
-            match self.allocs.get(&alloc.id) {
+            match self.allocs.get(alloc.id.as_str()) {
                 Some(existing) => {
                     // An in-place update changes what the servers want; what the agent
                     // reported stays until the agent says otherwise.
@@ -904,20 +912,23 @@ impl State {
             }
             alloc.modify_index = index;
             alloc.alloc_modify_index = index;
-            if let Some(existing) = self.allocs.get(&alloc.id) {
+            if let Some(existing) = self.allocs.get(alloc.id.as_str()) {
                 count(&mut self.summaries, existing, false);
             }
             count(&mut self.summaries, &alloc, true);
             let key = (alloc.namespace.clone(), alloc.job_id.clone());
-            self.allocs_by_node.entry(alloc.node_id.clone()).or_default().insert(alloc.id.clone());
-            self.allocs_by_job.entry(key.clone()).or_default().insert(alloc.id.clone());
+            self.allocs_by_node
+                .entry(alloc.node_id.clone())
+                .or_default()
+                .insert(Id::new(&alloc.id));
+            self.allocs_by_job.entry(key.clone()).or_default().insert(Id::new(&alloc.id));
             jobs.insert(key);
             self.journal.note(index, Changed::Alloc(alloc.id.clone()));
-            self.allocs.insert(alloc.id.clone(), Row::new(alloc));
+            self.allocs.insert(Id::new(&alloc.id), Row::new(alloc));
             self.touch(Table::Allocs, index);
         }
         for stop in plan.stops {
-            let Some(alloc) = self.allocs.get_mut(&stop.alloc_id) else { continue };
+            let Some(alloc) = self.allocs.get_mut(stop.alloc_id.as_str()) else { continue };
             self.journal.note(index, Changed::Alloc(stop.alloc_id.clone()));
             alloc.desired_status = DesiredStatus::Stop;
             alloc.desired_description = stop.desired_description;
@@ -1028,14 +1039,18 @@ impl State {
             state.evals.insert(eval.id.clone(), eval);
         }
         for alloc in s.allocs {
-            state.allocs_by_node.entry(alloc.node_id.clone()).or_default().insert(alloc.id.clone());
+            state
+                .allocs_by_node
+                .entry(alloc.node_id.clone())
+                .or_default()
+                .insert(Id::new(&alloc.id));
             state
                 .allocs_by_job
                 .entry((alloc.namespace.clone(), alloc.job_id.clone()))
                 .or_default()
-                .insert(alloc.id.clone());
+                .insert(Id::new(&alloc.id));
             count(&mut state.summaries, &alloc, true);
-            state.allocs.insert(alloc.id.clone(), alloc);
+            state.allocs.insert(Id::new(&alloc.id), alloc);
         }
         for node in s.nodes {
             state.nodes.insert(node.id.clone(), node);
