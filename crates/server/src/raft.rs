@@ -223,7 +223,7 @@ pub struct RaftNode {
     applied: watch::Receiver<u64>,
     /// When a leader's AppendEntries or snapshot was last accepted here (start time until then).
     /// openraft 0.9 reports contact only on the leader (`millis_since_quorum_ack`).
-    last_contact: Arc<std::sync::Mutex<std::time::Instant>>,
+    last_contact: Arc<std::sync::Mutex<tokio::time::Instant>>,
 }
 
 impl RaftNode {
@@ -263,7 +263,7 @@ impl RaftNode {
         // The state machine asks Raft for size-driven snapshots and purges through this handle;
         // until it is set (recovery inside `Raft::new`) it asks for none.
         let _ = handle.set(raft.clone());
-        let last_contact = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+        let last_contact = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
         Ok(RaftNode { id, raft, state, applied, last_contact })
     }
 
@@ -444,7 +444,7 @@ impl RaftNode {
         let me = self.id;
         let last_contact = self.last_contact.clone();
         let contact = move || {
-            *last_contact.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now()
+            *last_contact.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now()
         };
         Box::pin(async move {
             match method.as_str() {

@@ -27,7 +27,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 /// How many indexes' worth of events a server keeps for replay (Nomad's `event_buffer_size`).

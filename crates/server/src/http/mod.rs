@@ -35,7 +35,7 @@ use serde::Serialize;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Settings of the HTTP API.
 #[derive(Debug, Clone)]
@@ -270,10 +270,10 @@ pub(crate) fn bool_param(
 
 /// A number in `[0, 1)` for the blocking-query jitter. The standard library's hasher keys are
 /// random per instance, which is all jitter needs.
-fn unit_random() -> f64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+/// A uniform number in `[0, 1)` from the server's clock: the system's randomness, or a
+/// simulation's seeded sequence.
+fn unit_random(clock: &crate::clock::Clock) -> f64 {
+    (clock.random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl Ctx {
@@ -292,7 +292,8 @@ impl Ctx {
         if !q.is_blocking() || index > q.min_index {
             return Ok((out, index));
         }
-        let deadline = Instant::now() + q.wait_with_jitter(unit_random());
+        // tokio's clock, so a simulated server waits in simulated time.
+        let deadline = Instant::now() + q.wait_with_jitter(unit_random(self.handle.clock()));
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
