@@ -115,8 +115,46 @@ pub struct Report {
     pub trace_digest: u64,
 }
 
-/// Folds what a server showed at one instant into the run's trace digest.
-fn trace(h: &mut impl Hasher, now: Duration, v: &ServerView) {
+/// Where each step of the trace is written as a line, when `ORC_SIM_TRACE` names a file prefix
+/// (`<prefix>.<seed>.<n>`, `n` counting runs in this process): two runs of one seed that
+/// diverge are compared with `diff`, which names the first step that differs.
+fn trace_log(seed: u64) -> Option<std::io::BufWriter<std::fs::File>> {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let prefix = std::env::var_os("ORC_SIM_TRACE")?;
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let path = format!("{}.{seed}.{n}", prefix.to_string_lossy());
+    std::fs::File::create(path).ok().map(std::io::BufWriter::new)
+}
+
+/// Folds what a server showed at one instant into the run's trace digest (and the trace log).
+fn trace(
+    h: &mut impl Hasher,
+    log: &mut Option<std::io::BufWriter<std::fs::File>>,
+    now: Duration,
+    v: &ServerView,
+) {
+    if let Some(log) = log {
+        use std::io::Write;
+        let mut step = std::collections::hash_map::DefaultHasher::new();
+        trace(&mut step, &mut None, now, v);
+        let _ = writeln!(
+            log,
+            "{now:?} server={} term={} leader={} applied={} view={:016x}",
+            v.server,
+            v.term,
+            v.leader,
+            v.applied,
+            step.finish()
+        );
+        for e in v.state.evals() {
+            let _ = writeln!(log, "  eval {} {:?} {}", e.id, e.status, e.modify_index);
+        }
+        for a in v.state.allocs() {
+            let (want, got) = (a.desired_status, a.client_status);
+            let _ =
+                writeln!(log, "  alloc {} {} {want:?}/{got:?} {}", a.id, a.node_id, a.modify_index);
+        }
+    }
     h.write_u128(now.as_nanos());
     h.write_u64(v.server);
     h.write_u64(v.term);
@@ -419,6 +457,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
     let mut checks = 0u64;
     // `DefaultHasher::new` has fixed keys: the same on every run of one build.
     let mut digest = std::collections::hash_map::DefaultHasher::new();
+    let mut trace_log = trace_log(cfg.seed);
     let mut healed = false;
     let mut next_liveness = fault_end;
     let mut next_removal = Duration::ZERO;
@@ -566,7 +605,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
                 applied: state.index(),
                 state,
             };
-            trace(&mut digest, now, &view);
+            trace(&mut digest, &mut trace_log, now, &view);
             cache[i] = Some((key, view));
             changed = true;
         }

@@ -28,8 +28,8 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::time::Instant;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// How many indexes' worth of events a server keeps for replay (Nomad's `event_buffer_size`).
 pub(crate) const EVENT_BUFFER_SIZE: usize = 100;
