@@ -60,8 +60,8 @@ pub struct State {
     journal: Journal,
 }
 
-/// The allocation and evaluation IDs changed at each recent index, so the leader's scheduler view
-/// catches up by looking at what changed instead of scanning every row. Bounded, and not part of
+/// The IDs of what changed at each recent index, so the leader's scheduler view and the event
+/// stream catch up by looking at what changed instead of scanning every row. Bounded, and not part of
 /// the state's content: it is not snapshotted and does not take part in comparisons.
 #[derive(Debug, Clone, Default)]
 struct Journal {
@@ -95,6 +95,9 @@ impl PartialEq for Journal {
 enum Changed {
     Alloc(String),
     Eval(String),
+    Job(JobKey),
+    Node(String),
+    Service(String),
 }
 
 /// Changes kept: enough for the leader's view to fall behind by many commits.
@@ -124,11 +127,15 @@ impl Journal {
     }
 }
 
-/// The allocations and evaluations written after some index (see [`State::changed_since`]).
+/// What was written (or removed) after some index (see [`State::changed_since`]).
 #[derive(Debug, Default)]
 pub struct ChangedIds<'a> {
     pub allocs: BTreeSet<&'a str>,
     pub evals: BTreeSet<&'a str>,
+    /// Jobs as (namespace, ID).
+    pub jobs: BTreeSet<(&'a str, &'a str)>,
+    pub nodes: BTreeSet<&'a str>,
+    pub services: BTreeSet<&'a str>,
 }
 
 /// How many allocations of one task group are in each client status (Nomad's `TaskGroupSummary`
@@ -391,7 +398,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             };
             state.journal.note_removed(index, Removed::Job(job));
             state.job_versions.remove(&key);
-            state.touch(Table::Jobs, index);
+            state.touch_job(key, index);
             state.upsert_evals(index, eval.map(|e| *e));
             Outcome::Applied
         }
@@ -474,8 +481,9 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             }
             node.computed_class = node.compute_class();
             node.modify_index = index;
-            state.nodes.insert(node.id.clone(), Row::new(node));
-            state.touch(Table::Nodes, index);
+            let id = node.id.clone();
+            state.nodes.insert(id.clone(), Row::new(node));
+            state.touch_node(id, index);
             Outcome::Applied
         }
         Command::NodeDeregister { node_id } => {
@@ -483,7 +491,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
                 return Outcome::NotFound { what: format!("node {node_id}") };
             };
             state.journal.note_removed(index, Removed::Node(node));
-            state.touch(Table::Nodes, index);
+            state.touch_node(node_id, index);
             Outcome::Applied
         }
         Command::NodeStatus { node_id, status, status_description, evals } => {
@@ -493,7 +501,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             node.status = status;
             node.status_description = status_description;
             node.modify_index = index;
-            state.touch(Table::Nodes, index);
+            state.touch_node(node_id.clone(), index);
             if status == NodeStatus::Down {
                 // A down node's allocations are lost, and nobody is left to deregister their
                 // services: the servers remove them, as Nomad does.
@@ -524,7 +532,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             }
             node.scheduling_eligibility = eligibility;
             node.modify_index = index;
-            state.touch(Table::Nodes, index);
+            state.touch_node(node_id, index);
             let jobs = state.upsert_evals(index, evals);
             state.refresh_job_status(index, jobs);
             Outcome::Applied
@@ -542,7 +550,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             }
             node.drain_strategy = drain;
             node.modify_index = index;
-            state.touch(Table::Nodes, index);
+            state.touch_node(node_id, index);
             let jobs = state.upsert_evals(index, evals);
             state.refresh_job_status(index, jobs);
             Outcome::Applied
@@ -577,7 +585,7 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             node.drain = false;
             node.drain_strategy = None;
             node.modify_index = index;
-            state.touch(Table::Nodes, index);
+            state.touch_node(node_id, index);
             Outcome::Applied
         }
         Command::AllocDesiredTransition { alloc_ids, migrate, evals } => {
@@ -598,8 +606,9 @@ pub fn apply(state: &mut State, index: u64, command: Command) -> Outcome {
             for mut s in services {
                 s.create_index = state.services.get(&s.id).map_or(index, |e| e.create_index);
                 s.modify_index = index;
-                state.services.insert(s.id.clone(), Row::new(s));
-                state.touch(Table::Services, index);
+                let id = s.id.clone();
+                state.services.insert(id.clone(), Row::new(s));
+                state.touch_service(id, index);
             }
             Outcome::Applied
         }
@@ -730,6 +739,9 @@ impl State {
             match c {
                 Changed::Alloc(id) => out.allocs.insert(id.as_str()),
                 Changed::Eval(id) => out.evals.insert(id.as_str()),
+                Changed::Job((ns, id)) => out.jobs.insert((ns.as_str(), id.as_str())),
+                Changed::Node(id) => out.nodes.insert(id.as_str()),
+                Changed::Service(id) => out.services.insert(id.as_str()),
             };
         }
         Some(out)
@@ -808,8 +820,26 @@ impl State {
     fn remove_service(&mut self, index: u64, id: &str) {
         if let Some(s) = self.services.remove(id) {
             self.journal.note_removed(index, Removed::Service(s));
-            self.touch(Table::Services, index);
+            self.touch_service(id.to_owned(), index);
         }
+    }
+
+    /// Every write to the jobs, nodes and services tables goes through these three, so the
+    /// journal names each changed object (allocations and evaluations are noted where they are
+    /// written).
+    fn touch_job(&mut self, key: JobKey, index: u64) {
+        self.journal.note(index, Changed::Job(key));
+        self.touch(Table::Jobs, index);
+    }
+
+    fn touch_node(&mut self, id: String, index: u64) {
+        self.journal.note(index, Changed::Node(id));
+        self.touch(Table::Nodes, index);
+    }
+
+    fn touch_service(&mut self, id: String, index: u64) {
+        self.journal.note(index, Changed::Service(id));
+        self.touch(Table::Services, index);
     }
 
     fn touch(&mut self, table: Table, index: u64) {
@@ -852,7 +882,7 @@ impl State {
             versions.pop_first();
         }
         self.jobs.insert(key.clone(), job);
-        self.touch(Table::Jobs, index);
+        self.touch_job(key.clone(), index);
         let eval = eval.map(|mut e| {
             e.job_modify_index = self.jobs[&key].job_modify_index;
             e
@@ -989,7 +1019,7 @@ impl State {
                 {
                     *v = current;
                 }
-                self.touch(Table::Jobs, index);
+                self.touch_job(key, index);
             }
         }
     }

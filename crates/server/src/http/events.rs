@@ -4,7 +4,9 @@
 //! stream is alive.
 //!
 //! Events are derived once per server, by comparing the state after each applied index with
-//! what has already been reported: objects whose modify index moved are upserts, and objects
+//! what has already been reported: of the objects the state's change journal names (a whole
+//! table only when the journal no longer reaches back), those whose modify index moved are
+//! upserts, and objects
 //! removed since are taken from the state's journal of removals (each as it last was), so a
 //! deletion is reported at the index that made it, even for an object created and removed
 //! between two looks. Nothing in the state machine knows about streams. The consequence of
@@ -17,7 +19,7 @@
 use super::ApiError;
 use super::{query_options, Ctx, Pairs};
 use crate::server::Consistency;
-use crate::state::{Removed, State, Table};
+use crate::state::{ChangedIds, Removed, State, Table};
 use axum::body::Body;
 use axum::extract::State as AxState;
 use axum::http::{header, HeaderValue};
@@ -170,6 +172,7 @@ impl Tracker {
     /// comparison, at the table's index.
     pub fn events(&mut self, sub: &Subscription, state: &State) -> Vec<Event> {
         let removed = state.removed_since(self.looked);
+        let changed = state.changed_since(self.looked);
         let last_look = std::mem::replace(&mut self.looked, state.index());
         let mut out = Vec::new();
         for (topic, keys) in &sub.topics {
@@ -190,16 +193,36 @@ impl Tracker {
                 self.services.remove(&id);
                 events.push(removed_event(r, Some(*at)));
             }
-            let mut present = BTreeSet::new();
-            for_each(state, *topic, |id, modify_index, ev| {
-                present.insert(id.to_owned());
-                if seen.get(id) != Some(&modify_index) {
-                    seen.insert(id.to_owned(), modify_index);
-                    events.push(ev());
+            let gone: Vec<String> = match &changed {
+                // The journal names what changed since the last look: only those are read.
+                Some(changed) => {
+                    let mut gone = Vec::new();
+                    for key in changed_keys(changed, *topic) {
+                        match lookup(state, *topic, &key) {
+                            Some((modify_index, ev)) if seen.get(&key) != Some(&modify_index) => {
+                                seen.insert(key, modify_index);
+                                events.push(ev);
+                            }
+                            Some(_) => {}
+                            None if seen.contains_key(&key) => gone.push(key),
+                            None => {}
+                        }
+                    }
+                    gone
                 }
-            });
-            let gone: Vec<String> =
-                seen.keys().filter(|id| !present.contains(*id)).cloned().collect();
+                // Too far behind for the journal: compare the whole table.
+                None => {
+                    let mut present = BTreeSet::new();
+                    for_each(state, *topic, |id, modify_index, ev| {
+                        present.insert(id.to_owned());
+                        if seen.get(id) != Some(&modify_index) {
+                            seen.insert(id.to_owned(), modify_index);
+                            events.push(ev());
+                        }
+                    });
+                    seen.keys().filter(|id| !present.contains(*id)).cloned().collect()
+                }
+            };
             for id in gone {
                 seen.remove(&id);
                 let last = if *topic == Topic::Service { self.services.remove(&id) } else { None };
@@ -218,6 +241,34 @@ impl Tracker {
         }
         out.sort_by_key(|e| e.index);
         out
+    }
+}
+
+/// The keys (as [`Tracker::seen`] holds them) of `topic`'s objects the journal names.
+fn changed_keys(changed: &ChangedIds<'_>, topic: Topic) -> Vec<String> {
+    let owned = |ids: &BTreeSet<&str>| ids.iter().map(|id| (*id).to_owned()).collect();
+    match topic {
+        Topic::Job => changed.jobs.iter().map(|(ns, id)| format!("{ns}\u{0}{id}")).collect(),
+        Topic::Allocation => owned(&changed.allocs),
+        Topic::Evaluation => owned(&changed.evals),
+        Topic::Node => owned(&changed.nodes),
+        Topic::Service => owned(&changed.services),
+    }
+}
+
+/// One object of `topic` by its key: its modify index and its event, if it is in the state.
+fn lookup(state: &State, topic: Topic, key: &str) -> Option<(u64, Event)> {
+    match topic {
+        Topic::Job => {
+            let (ns, id) = key.split_once('\u{0}')?;
+            state.job(ns, id).map(|j| (j.modify_index, job_event(j)))
+        }
+        Topic::Allocation => state.alloc(key).map(|a| (a.modify_index, alloc_event(a))),
+        Topic::Evaluation => state.eval(key).map(|e| (e.modify_index, eval_event(e))),
+        Topic::Node => state.node(key).map(|n| (n.modify_index, node_event(n))),
+        Topic::Service => state
+            .service(key)
+            .map(|s| (s.modify_index, service_event("ServiceRegistration", s, s.modify_index))),
     }
 }
 
@@ -676,6 +727,90 @@ mod tests {
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!((got[0].event_type, got[0].index), ("ServiceDeregistration", 7));
         assert_eq!(got[0].filter_keys, ["job", "web"]);
+    }
+
+    /// The journal path (read what changed) and the comparison path (scan every table) report
+    /// the same upserts.
+    #[test]
+    fn reading_the_journal_reports_what_comparing_tables_reports() {
+        use crate::state::PlanResults;
+        use model::{Allocation, Evaluation, Job, Node};
+        let mut state = State::new();
+        let job = |id: &str| Job { id: id.into(), namespace: "default".into(), ..Job::default() };
+        let eval = |id: &str, job: &str| Evaluation {
+            id: id.into(),
+            job_id: job.into(),
+            namespace: "default".into(),
+            ..Evaluation::default()
+        };
+        let alloc = |id: &str, node: &str| Allocation {
+            id: id.into(),
+            job_id: "web".into(),
+            namespace: "default".into(),
+            node_id: node.into(),
+            ..Allocation::default()
+        };
+        let node = |id: &str| Node { id: id.into(), ..Node::default() };
+        let mut index = 0;
+        let mut run = |state: &mut State, c: Command| {
+            index += 1;
+            apply(state, index, c);
+        };
+        run(&mut state, Command::NodeRegister { node: Box::new(node("n1")) });
+        run(&mut state, Command::JobRegister { job: Box::new(job("old")), eval: None });
+        let sub = parse_topics(&[], "default").unwrap();
+        let mut by_journal = Tracker::new(&sub, &state, 0);
+        let mut by_scan = Tracker::new(&sub, &state, 0);
+        run(
+            &mut state,
+            Command::JobRegister {
+                job: Box::new(job("web")),
+                eval: Some(Box::new(eval("e1", "web"))),
+            },
+        );
+        run(&mut state, Command::NodeRegister { node: Box::new(node("n2")) });
+        run(
+            &mut state,
+            Command::PlanResults(PlanResults {
+                eval_id: "e1".into(),
+                allocs: vec![alloc("a1", "n1"), alloc("a2", "n2")],
+                stops: vec![],
+                evals: vec![],
+            }),
+        );
+        run(&mut state, Command::ServiceRegister { services: vec![svc("s1", "web", "default")] });
+        run(
+            &mut state,
+            Command::JobDeregister {
+                namespace: "default".into(),
+                job_id: "old".into(),
+                eval: None,
+            },
+        );
+        let summary = |events: Vec<Event>| -> Vec<(&'static str, &'static str, String, u64)> {
+            let mut v: Vec<_> =
+                events.into_iter().map(|e| (e.topic, e.event_type, e.key, e.index)).collect();
+            v.sort();
+            v
+        };
+        let journal = summary(by_journal.events(&sub, &state));
+        // A state rebuilt from a snapshot has no journal before its index: the tracker scans.
+        let rebuilt = State::from_snapshot(state.to_snapshot());
+        assert!(rebuilt.changed_since(2).is_none());
+        let scan = summary(by_scan.events(&sub, &rebuilt));
+        assert_eq!(journal, scan);
+        let kinds: BTreeSet<&str> = journal.iter().map(|e| e.1).collect();
+        assert_eq!(
+            kinds,
+            BTreeSet::from([
+                "AllocationUpdated",
+                "EvaluationUpdated",
+                "JobDeregistered",
+                "JobRegistered",
+                "NodeRegistration",
+                "ServiceRegistration",
+            ])
+        );
     }
 
     #[test]
