@@ -552,6 +552,7 @@ async fn apply(inner: &Arc<Inner>, desired: &[Allocation], jobs: &mut BTreeMap<S
             }
             Action::Stop(id) => {
                 tracing::info!(alloc = %id, "stopping allocation");
+                inner.services.stopping(&id);
                 let mut runners = inner.runners.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(e) = runners.get_mut(&id) {
                     let _ = e.handle.commands.send(AllocCommand::Stop);

@@ -682,6 +682,9 @@ struct Health {
     /// The runner's last report, re-sent with the verdict.
     last: Option<AllocReport>,
     status: Option<AllocDeploymentStatus>,
+    /// The servers stopped the allocation: its tasks dying says nothing of its health, so no
+    /// verdict is decided any more (Nomad's health hook stops watching before the kill).
+    stopping: bool,
 }
 
 /// Both providers, and allocation health, as the client drives them.
@@ -910,6 +913,7 @@ impl Services {
                 lifecycles,
                 last: None,
                 status: None,
+                stopping: false,
             });
         }
     }
@@ -971,7 +975,8 @@ impl Services {
         let now = crate::clock::instant();
         let ids: Vec<String> = {
             let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-            h.iter().filter(|(_, h)| h.status.is_none()).map(|(id, _)| id.clone()).collect()
+            let undecided = h.iter().filter(|(_, h)| h.status.is_none() && !h.stopping);
+            undecided.map(|(id, _)| id.clone()).collect()
         };
         for id in ids {
             let passing = self.checks_passing(&id);
@@ -1015,6 +1020,15 @@ impl Services {
         }
         if let Some(n) = &self.native {
             n.status(alloc_id, status);
+        }
+    }
+
+    /// The servers stopped the allocation and its tasks are being killed: its health is no
+    /// longer decided.
+    pub fn stopping(&self, alloc_id: &str) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = health.get_mut(alloc_id) {
+            h.stopping = true;
         }
     }
 
@@ -1119,6 +1133,47 @@ fn registrations_with_checks(
 mod tests {
     use super::*;
     use model::{AllocatedPort, Service, Task, TaskGroup, TaskState};
+
+    #[test]
+    fn a_stopping_allocation_gets_no_health_verdict() {
+        let services = Services::new(None, None);
+        let job = Job {
+            id: "web".into(),
+            task_groups: vec![TaskGroup {
+                name: "g".into(),
+                tasks: vec![Task { name: "t".into(), ..Task::default() }],
+                ..TaskGroup::default()
+            }],
+            ..Job::default()
+        };
+        let report = |alloc: &str, task: &str| AllocReport {
+            alloc_id: alloc.into(),
+            client_status: ClientStatus::Running,
+            client_description: String::new(),
+            task_states: [(
+                "t".to_string(),
+                TaskState { state: task.into(), ..TaskState::default() },
+            )]
+            .into(),
+            deployment_status: None,
+            modify_time: 1,
+        };
+        for id in ["killed", "stopped"] {
+            let alloc =
+                Allocation { id: id.into(), task_group: "g".into(), ..Allocation::default() };
+            services.track(&alloc, &job);
+            services.observe(&mut report(id, "running"));
+        }
+        // Both allocations' tasks die; only "stopped" was stopped by the servers.
+        services.stopping("stopped");
+        services.observe(&mut report("killed", "dead"));
+        services.observe(&mut report("stopped", "dead"));
+        services.decide_health();
+        let health = services.health.lock().unwrap();
+        let verdict = |id: &str| health[id].status.as_ref().and_then(|d| d.healthy);
+        assert_eq!(verdict("killed"), Some(false));
+        assert_eq!(verdict("stopped"), None);
+    }
 
     #[test]
     fn a_verdict_decided_on_an_older_report_goes_out_on_the_newer_one() {
