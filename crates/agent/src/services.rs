@@ -1134,9 +1134,8 @@ mod tests {
     use super::*;
     use model::{AllocatedPort, Service, Task, TaskGroup, TaskState};
 
-    #[test]
-    fn a_stopping_allocation_gets_no_health_verdict() {
-        let services = Services::new(None, None);
+    /// Health tracking for one allocation `id` of a service job with one task, `t`.
+    fn tracked(services: &Services, id: &str) {
         let job = Job {
             id: "web".into(),
             task_groups: vec![TaskGroup {
@@ -1146,28 +1145,34 @@ mod tests {
             }],
             ..Job::default()
         };
-        let report = |alloc: &str, task: &str| AllocReport {
-            alloc_id: alloc.into(),
-            client_status: ClientStatus::Running,
+        let alloc = Allocation { id: id.into(), task_group: "g".into(), ..Allocation::default() };
+        services.track(&alloc, &job);
+    }
+
+    /// A runner's report on allocation `id`, its task `t` in state `task`.
+    fn report(id: &str, status: ClientStatus, task: &str, at: i64) -> AllocReport {
+        AllocReport {
+            alloc_id: id.into(),
+            client_status: status,
             client_description: String::new(),
-            task_states: [(
-                "t".to_string(),
-                TaskState { state: task.into(), ..TaskState::default() },
-            )]
-            .into(),
+            task_states: [("t".into(), TaskState { state: task.into(), ..TaskState::default() })]
+                .into(),
             deployment_status: None,
-            modify_time: 1,
-        };
+            modify_time: at,
+        }
+    }
+
+    #[test]
+    fn a_stopping_allocation_gets_no_health_verdict() {
+        let services = Services::new(None, None);
         for id in ["killed", "stopped"] {
-            let alloc =
-                Allocation { id: id.into(), task_group: "g".into(), ..Allocation::default() };
-            services.track(&alloc, &job);
-            services.observe(&mut report(id, "running"));
+            tracked(&services, id);
+            services.observe(&mut report(id, ClientStatus::Running, "running", 1));
         }
         // Both allocations' tasks die; only "stopped" was stopped by the servers.
         services.stopping("stopped");
-        services.observe(&mut report("killed", "dead"));
-        services.observe(&mut report("stopped", "dead"));
+        services.observe(&mut report("killed", ClientStatus::Running, "dead", 2));
+        services.observe(&mut report("stopped", ClientStatus::Running, "dead", 2));
         services.decide_health();
         let health = services.health.lock().unwrap();
         let verdict = |id: &str| health[id].status.as_ref().and_then(|d| d.healthy);
@@ -1178,35 +1183,13 @@ mod tests {
     #[test]
     fn a_verdict_decided_on_an_older_report_goes_out_on_the_newer_one() {
         let services = Services::new(None, None);
-        let job = Job {
-            id: "web".into(),
-            task_groups: vec![TaskGroup {
-                name: "g".into(),
-                tasks: vec![Task { name: "t".into(), ..Task::default() }],
-                ..TaskGroup::default()
-            }],
-            ..Job::default()
-        };
-        let alloc = Allocation { id: "a1".into(), task_group: "g".into(), ..Allocation::default() };
-        services.track(&alloc, &job);
-        let report = |status: ClientStatus, task: &str, at: i64| AllocReport {
-            alloc_id: "a1".into(),
-            client_status: status,
-            client_description: String::new(),
-            task_states: [(
-                "t".to_string(),
-                TaskState { state: task.into(), ..TaskState::default() },
-            )]
-            .into(),
-            deployment_status: None,
-            modify_time: at,
-        };
-        services.observe(&mut report(ClientStatus::Running, "running", 1));
+        tracked(&services, "a1");
+        services.observe(&mut report("a1", ClientStatus::Running, "running", 1));
         // Health is decided on the running report; the task stops before the verdict is seen.
-        let mut verdict = report(ClientStatus::Running, "running", 3);
+        let mut verdict = report("a1", ClientStatus::Running, "running", 3);
         verdict.deployment_status =
             Some(AllocDeploymentStatus { healthy: Some(true), ..Default::default() });
-        services.observe(&mut report(ClientStatus::Complete, "dead", 2));
+        services.observe(&mut report("a1", ClientStatus::Complete, "dead", 2));
         services.observe(&mut verdict);
         assert_eq!(verdict.client_status, ClientStatus::Complete);
         assert_eq!(verdict.task_states["t"].state, "dead");
