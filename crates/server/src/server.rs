@@ -239,18 +239,8 @@ pub async fn run_until(
 
 fn open_sled(dir: &Path) -> Result<SledStore, StartError> {
     // A server restarted in the same process may find the previous instance's files still
-    // locked for a moment while its last tasks wind down.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match SledStore::open(dir) {
-            Ok(s) => return Ok(s),
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(error = %e, "store busy; retrying");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // locked for a moment; `SledStore::open` waits for that.
+    Ok(SledStore::open(dir)?)
 }
 
 /// A random server ID. The process's hasher keys are random, which is all an ID needs.

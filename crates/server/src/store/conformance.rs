@@ -125,3 +125,19 @@ fn sled_store_keeps_flushed_data_across_reopen() {
     assert_eq!(s.get_meta(MetaKey::Vote).unwrap().as_deref(), Some(&b"vote"[..]));
     assert_eq!(s.snapshot().unwrap().unwrap().data, b"d".to_vec());
 }
+
+#[test]
+fn sled_store_waits_for_a_released_lock_and_names_a_held_one() {
+    let dir = TempDir::new().unwrap();
+    let first = SledStore::open(dir.path()).unwrap();
+    // Held for good: refused after the wait, saying why.
+    let err = SledStore::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("locked by another process"), "{err}");
+    // Released a moment later, as by a server restarting in this process: waited for.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(first);
+    });
+    SledStore::open(dir.path()).unwrap();
+    release.join().unwrap();
+}

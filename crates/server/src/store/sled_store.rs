@@ -10,6 +10,8 @@ use std::ops::Range;
 use std::path::Path;
 
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// How long [`SledStore::open`] waits for a lock this process may still be releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const SNAPSHOT_META: &[u8] = b"snapshot.meta";
 const SNAPSHOT_DATA: &[u8] = b"snapshot.data";
 
@@ -34,10 +36,32 @@ fn decode_index(key: &[u8]) -> Result<u64, StoreError> {
 
 impl SledStore {
     /// Opens (creating if needed) the database in `dir`.
+    ///
+    /// sled locks the directory while a database is open, and a database closed in this process
+    /// keeps its lock until its background flusher has stopped, a moment after the last handle
+    /// was dropped. So a lock held for less than [`LOCK_WAIT`] is waited for (a server restarted
+    /// in the same process); a lock held longer means another process uses the directory.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        // sled's page cache defaults to 1 GiB per database. The log is written once and read
-        // back mostly while replicating recent entries, so a small cache serves it.
-        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open().map_err(io)?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            // sled's page cache defaults to 1 GiB per database. The log is written once and
+            // read back mostly while replicating recent entries, so a small cache serves it.
+            match sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open() {
+                Ok(db) => break db,
+                // sled reports a held lock as an `Other` I/O error with this message.
+                Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Io(format!(
+                            "{} is locked by another process (an orc server already uses this \
+                             data directory?): {e}",
+                            dir.display()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(io(e)),
+            }
+        };
         let log = db.open_tree("log").map_err(io)?;
         let meta = db.open_tree("meta").map_err(io)?;
         Ok(SledStore { db, log, meta })

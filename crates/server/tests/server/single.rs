@@ -71,7 +71,7 @@ async fn restart_recovers_from_snapshot_and_compacted_log() {
     drop(node.handle);
 
     {
-        let store = open_retrying(&dir.path().join("s/server/raft"));
+        let store = SledStore::open(&dir.path().join("s/server/raft")).unwrap();
         let snapshot = store.snapshot().unwrap();
         assert!(snapshot.is_some(), "a snapshot was taken");
         let first = store.entries(0..u64::MAX).unwrap().first().map(|(i, _)| *i);
@@ -85,16 +85,6 @@ async fn restart_recovers_from_snapshot_and_compacted_log() {
     // And it still accepts writes after recovering.
     restarted.handle.write(job("after")).await.unwrap();
     restarted.handle.shutdown().await;
-}
-
-fn open_retrying(path: &std::path::Path) -> SledStore {
-    for _ in 0..50 {
-        if let Ok(s) = SledStore::open(path) {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    SledStore::open(path).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
