@@ -137,11 +137,16 @@ impl PotDriver {
     /// process group; if the future is dropped (the check timed out) the whole group is killed,
     /// which with real pot includes the jexec'd command. pot's own refusals (exit 1 with a `###>`
     /// line, e.g. "The pot is not running") are errors carrying pot's words.
-    async fn exec_in(&self, name: &str, argv: &[String]) -> Result<ExecOutput, DriverError> {
+    async fn exec_in(
+        &self,
+        name: &str,
+        env: &BTreeMap<String, String>,
+        argv: &[String],
+    ) -> Result<ExecOutput, DriverError> {
         if name.is_empty() {
             return Err(DriverError("the task has no pot to run a command in".into()));
         }
-        let cmd = plan::exec_command(name, argv);
+        let cmd = plan::exec_command(name, env, argv);
         let mut c = self.command(&cmd);
         c.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -366,7 +371,7 @@ impl Driver for PotDriver {
     fn exec<'a>(
         &'a self,
         handle: &'a Handle,
-        _spec: &'a TaskSpec,
+        spec: &'a TaskSpec,
         command: &'a str,
         args: &'a [String],
     ) -> BoxFuture<'a, Result<ExecOutput, DriverError>> {
@@ -374,7 +379,7 @@ impl Driver for PotDriver {
             let mut argv = Vec::with_capacity(args.len() + 1);
             argv.push(command.to_string());
             argv.extend(args.iter().cloned());
-            self.exec_in(&handle.pot_name, &argv).await
+            self.exec_in(&handle.pot_name, &spec.env, &argv).await
         })
     }
 

@@ -254,9 +254,16 @@ pub fn list_command() -> PotCommand {
     PotCommand::new(["ls", "-q"])
 }
 
-/// `pot exec -p <name> <cmd> <args…>`: script checks and `orc alloc exec`.
-pub fn exec_command(name: &str, command: &[String]) -> PotCommand {
-    let mut args = vec!["exec".to_string(), "-p".into(), name.to_string()];
+/// `pot exec -e K=V… -p <name> <cmd> <args…>`: script checks. pot runs the command through
+/// `jexec -l`, a login environment without the task's, so the task's environment (NOMAD_*, the
+/// job's `env`) is handed over with `-e`, as Nomad's script checks see it.
+pub fn exec_command(name: &str, env: &BTreeMap<String, String>, command: &[String]) -> PotCommand {
+    let mut args = vec!["exec".to_string()];
+    for (k, v) in env {
+        args.push("-e".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.extend(["-p".to_string(), name.to_string()]);
     args.extend(command.iter().cloned());
     PotCommand { args }
 }
@@ -318,6 +325,32 @@ mod tests {
         }))
         .unwrap();
         PotConfig::decode(&map).unwrap()
+    }
+
+    #[test]
+    fn exec_hands_the_task_environment_over_before_the_pot_name() {
+        let env = BTreeMap::from([
+            ("NOMAD_TASK_NAME".to_string(), "www1".to_string()),
+            ("GREETING".to_string(), "hello world".to_string()),
+        ]);
+        let cmd = exec_command("www1_a1", &env, &["/bin/sh".into(), "-c".into(), "exit 2".into()]);
+        assert_eq!(
+            cmd.args,
+            [
+                "exec",
+                "-e",
+                "GREETING=hello world",
+                "-e",
+                "NOMAD_TASK_NAME=www1",
+                "-p",
+                "www1_a1",
+                "/bin/sh",
+                "-c",
+                "exit 2"
+            ]
+        );
+        let bare = exec_command("p", &BTreeMap::new(), &["true".into()]);
+        assert_eq!(bare.args, ["exec", "-p", "p", "true"]);
     }
 
     #[test]

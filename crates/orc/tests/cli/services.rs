@@ -813,7 +813,8 @@ fn consul_script_checks_run_in_the_task_and_report_through_ttl() {
 }
 
 /// The seed's pot job with its tcp check swapped for a Consul script check: `orc agent` runs the
-/// script in the pot through `pot exec` (the stand-in), and its status reaches the fake Consul:
+/// script in the pot through `pot exec` (the stand-in), with the task's environment, and its
+/// status reaches the fake Consul:
 /// exit 0 passing, 1 warning, 2 critical, and a script that outlives its timeout is critical.
 #[test]
 fn consul_script_checks_run_in_pots_through_pot_exec() {
@@ -829,7 +830,7 @@ fn consul_script_checks_run_in_pots_through_pot_exec() {
     let script = r#"type     = "script"
           name     = "script"
           command  = "/bin/sh"
-          args     = ["-c", "[ -f hang ] && exec sleep 600; echo in the pot; exit $(cat code 2>/dev/null || echo 0)"]
+          args     = ["-c", "[ -f hang ] && exec sleep 600; echo in the pot of $NOMAD_TASK_NAME; exit $(cat code 2>/dev/null || echo 0)"]
           interval = "1s"
           timeout  = "2s""#;
     assert!(seed.contains(tcp), "the seed's check changed:\n{seed}");
@@ -865,12 +866,12 @@ fn consul_script_checks_run_in_pots_through_pot_exec() {
         }
     };
     let c = wait_status("passing");
-    assert_eq!(c.output.trim(), "in the pot");
+    assert_eq!(c.output.trim(), "in the pot of www1");
     std::fs::write(root.join("code"), "1").unwrap();
     wait_status("warning");
     std::fs::write(root.join("code"), "2").unwrap();
     let c = wait_status("critical");
-    assert_eq!(c.output.trim(), "in the pot");
+    assert_eq!(c.output.trim(), "in the pot of www1");
     std::fs::remove_file(root.join("code")).unwrap();
     wait_status("passing");
     std::fs::write(root.join("hang"), "").unwrap();
