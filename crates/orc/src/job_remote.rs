@@ -149,12 +149,25 @@ fn prefix(marker: &str) -> String {
 fn fields(out: &mut String, fields: &Value, indent: &str) {
     for f in fields.as_array().into_iter().flatten() {
         let (kind, name) = (s(f, "Type"), s(f, "Name"));
+        let ann = annotations(f);
         let _ = match kind.as_str() {
-            "Added" => writeln!(out, "{indent}+ {name}: {:?}", s(f, "New")),
-            "Deleted" => writeln!(out, "{indent}- {name}: {:?}", s(f, "Old")),
-            _ => writeln!(out, "{indent}+/- {name}: {:?} => {:?}", s(f, "Old"), s(f, "New")),
+            "Added" => writeln!(out, "{indent}+ {name}: {:?}{ann}", s(f, "New")),
+            "Deleted" => writeln!(out, "{indent}- {name}: {:?}{ann}", s(f, "Old")),
+            _ => writeln!(out, "{indent}+/- {name}: {:?} => {:?}{ann}", s(f, "Old"), s(f, "New")),
         };
     }
+}
+
+/// A diff's `Annotations` as `nomad job plan` appends them: ` (forces create, …)`, or nothing.
+fn annotations(diff: &Value) -> String {
+    diff["Annotations"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            let words: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+            format!(" ({})", words.join(", "))
+        })
+        .unwrap_or_default()
 }
 
 /// Nomad's `ObjectDiff`s: `+/- Name {`, its fields and nested objects two spaces in, `}`.
@@ -192,15 +205,7 @@ fn format_diff(diff: &Value, verbose: bool) -> String {
         }
         for t in tg["Tasks"].as_array().into_iter().flatten() {
             let tk = s(t, "Type");
-            let ann = t["Annotations"]
-                .as_array()
-                .filter(|a| !a.is_empty())
-                .map(|a| {
-                    let words: Vec<String> =
-                        a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect();
-                    format!(" ({})", words.join(", "))
-                })
-                .unwrap_or_default();
+            let ann = annotations(t);
             let m = prefix(marker(&tk));
             let _ = writeln!(out, "  {m}Task: {:?}{ann}", s(t, "Name"));
             if tk == "Edited" || (tk != "None" && verbose) {

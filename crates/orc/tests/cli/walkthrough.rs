@@ -315,7 +315,7 @@ fn nginx_walkthrough_like_the_seed() {
         expect![[r#"
             +/- Job: "nginx-minipot"
             +/- Task Group: "group1" (2 destroy, 1 in-place update)
-              +/- Count: "3" => "1"
+              +/- Count: "3" => "1" (forces destroy)
               Task: "www1"
 
             Scheduler dry-run:

@@ -149,6 +149,21 @@ fn field(kind: &str, name: &str, old: Option<&Value>, new: Option<&Value>) -> Va
            "New": new.map(scalar).unwrap_or_default(), "Annotations": null})
 }
 
+/// Nomad's `annotateCountChange`: a larger count "forces create", a smaller one "forces
+/// destroy" (an absent side counts as 0).
+fn annotate_count(fields: &mut [Value]) {
+    let Some(count) = fields.iter_mut().find(|f| f["Name"] == "Count") else {
+        return;
+    };
+    let side = |k: &str| count[k].as_str().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let annotation = match side("Old").cmp(&side("New")) {
+        std::cmp::Ordering::Less => "forces create",
+        std::cmp::Ordering::Greater => "forces destroy",
+        std::cmp::Ordering::Equal => return,
+    };
+    count["Annotations"] = json!([annotation]);
+}
+
 /// The singular Nomad names list elements by: `Constraints` → `Constraint`.
 fn singular(name: &str) -> String {
     if let Some(stem) = name.strip_suffix("ies") {
@@ -291,7 +306,8 @@ fn job_diff(old: Option<&Job>, new: &Job, updates: &Map<String, Value>) -> Value
     let mut any_child = false;
     for name in names {
         let (o, n) = (by_name(&og, &name), by_name(&ng, &name));
-        let (gfields, gobjects) = diff_members(o.as_ref(), n.as_ref(), SERVER_FIELDS);
+        let (mut gfields, gobjects) = diff_members(o.as_ref(), n.as_ref(), SERVER_FIELDS);
+        annotate_count(&mut gfields);
         let tasks = |g: &Option<Value>| {
             g.as_ref().and_then(|g| g["Tasks"].as_array().cloned()).unwrap_or_default()
         };

@@ -511,7 +511,8 @@ async fn plan_shows_the_diff_and_placements() {
     let tg = &p["Diff"]["TaskGroups"][0];
     assert_eq!(
         tg["Fields"][0],
-        json!({"Type": "Edited", "Name": "Count", "Old": "1", "New": "5", "Annotations": null})
+        json!({"Type": "Edited", "Name": "Count", "Old": "1", "New": "5",
+               "Annotations": ["forces create"]})
     );
     // As in Nomad, the existing allocation moves to the new version in place.
     assert_eq!(tg["Updates"], json!({"create": 4, "in-place update": 1}));
