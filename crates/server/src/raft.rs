@@ -379,6 +379,19 @@ impl RaftNode {
         at.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
     }
 
+    /// True once this server has applied a configuration that names it: only a committed
+    /// configuration is applied, so the cluster agrees it is a member. A configuration that was
+    /// only replicated here (a join whose leader lost leadership before committing it) does not
+    /// count.
+    pub fn in_committed_configuration(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = &metrics.membership_config;
+        let applied = metrics.last_applied.map(|l| l.index);
+        let at = membership.log_id().map(|l| l.index);
+        let named = membership.membership().nodes().any(|(id, _)| *id == self.id);
+        named && applied.is_some() && at <= applied
+    }
+
     /// Who this server believes leads, if anyone.
     pub fn leader(&self) -> Option<Member> {
         let leader = self.raft.metrics().borrow().current_leader;

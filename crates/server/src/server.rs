@@ -679,8 +679,12 @@ async fn break_split_votes(inner: Arc<Inner>) {
     }
 }
 
-/// Joins or bootstraps the cluster, retrying `retry_join` until this server is part of a Raft
-/// configuration. The cluster bootstraps once `bootstrap_expect` servers know of each other;
+/// Retry rounds a server waits in a configuration not yet committed with it before asking the
+/// cluster to add it again.
+const UNCOMMITTED_ROUNDS: u32 = 5;
+
+/// Joins or bootstraps the cluster, retrying `retry_join` until this server is part of a
+/// committed Raft configuration. The cluster bootstraps once `bootstrap_expect` servers know of each other;
 /// exactly one of them, the one with the lowest address, initialises it with all of them, so
 /// two servers can never bootstrap two clusters from the same set.
 async fn form_cluster(inner: Arc<Inner>) {
@@ -690,10 +694,24 @@ async fn form_cluster(inner: Arc<Inner>) {
     let interval = inner.config.server.server_join.retry_interval;
     let retry_max = inner.config.server.server_join.retry_max;
     let mut attempt = 0u32;
+    let mut uncommitted_rounds = 0u32;
     loop {
-        if inner.raft.is_initialized().await {
-            tracing::info!(id = inner.id, "server is part of a cluster configuration");
-            return;
+        let initialized = inner.raft.is_initialized().await;
+        if initialized {
+            if inner.raft.in_committed_configuration() {
+                tracing::info!(id = inner.id, "server is part of a cluster configuration");
+                return;
+            }
+            // A configuration is here but not committed with this server in it: a bootstrap
+            // whose first election is under way, or a join cut short (the leader that began
+            // adding this server lost leadership before committing it, and the cluster still
+            // names whoever had this address before). Give it a few rounds, then ask again.
+            uncommitted_rounds += 1;
+            if uncommitted_rounds < UNCOMMITTED_ROUNDS {
+                tokio::time::sleep(interval).await;
+                continue;
+            }
+            uncommitted_rounds = 0;
         }
         let mut targets = joins.clone();
         targets.extend(inner.known.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned());
@@ -735,7 +753,7 @@ async fn form_cluster(inner: Arc<Inner>) {
                 }
                 Err(_) => tracing::info!(peer, "join request did not complete; retrying"),
             }
-        } else {
+        } else if !initialized {
             let mut candidates: BTreeMap<String, u64> =
                 inner.known.lock().unwrap_or_else(|e| e.into_inner()).clone();
             candidates.insert(inner.addr.clone(), inner.id);
